@@ -1,0 +1,1 @@
+"""vidgen common library: events, bus, outbox/inbox, db, storage, telemetry, settings."""

@@ -1,0 +1,1 @@
+"""Runway API simulator (development and tests only)."""

@@ -1,0 +1,25 @@
+"""The inbox: which events a consumer has handled, recorded with the effect.
+
+Call :func:`claim` inside the transaction that applies the event's effect. It returns False
+when the event was already handled; the caller then does nothing. Because the row and the
+effect commit together, a redelivered event never has a second effect. Two consumers racing
+on the same event serialise on the primary key: the second waits, then sees the first's row.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from vidgen_common.db import run_sql
+
+_CLAIM = text(
+    "INSERT INTO inbox (consumer, event_id, event_type) VALUES (:c, :e, :t) "
+    "ON CONFLICT DO NOTHING RETURNING 1"
+)
+
+
+async def claim(session: AsyncSession, consumer: str, event_id: str, event_type: str) -> bool:
+    """Record ``event_id`` as handled by ``consumer``; False if it already was."""
+    result = await run_sql(session, _CLAIM, {"c": consumer, "e": event_id, "t": event_type})
+    return result.scalar_one_or_none() is not None

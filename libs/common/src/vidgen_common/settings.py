@@ -1,0 +1,105 @@
+"""Settings shared by every service (pydantic-settings, read from the environment).
+
+Each service subclasses :class:`ServiceSettings` and adds its own fields. Nested groups read
+their own prefixes: ``KAFKA_*``, ``DATABASE_URL``, ``S3_*``, ``OTEL_*``. Development defaults are
+obviously fake and :meth:`ServiceSettings.check_safe` refuses them outside development.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vidgen_common.errors import ConfigurationError
+
+Environment = Literal["development", "test", "production"]
+
+DEV_S3_SECRET = "vidgen-dev-secret-key-not-for-production"  # noqa: S105 (a known fake)
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka and how producers and consumers behave."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = Field("127.0.0.1:19092", description="host:port[,host:port…]")
+    topic_prefix: str = Field("", description="prepended to every topic name (isolation)")
+    enable_idempotence: bool = Field(
+        True, description="idempotent producer; off against brokers that refuse InitProducerId"
+    )
+    compression_type: Literal["gzip", "none"] = "gzip"
+    session_timeout_ms: int = Field(10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1_000)
+    request_timeout_ms: int = Field(30_000, ge=1_000)
+    partitions: int = Field(6, ge=1, description="partitions of topics created on start-up")
+    replication_factor: int = Field(1, ge=1)
+    handler_retries: int = Field(5, ge=0, description="retries of a failing handler before DLQ")
+    retry_backoff_ms: int = Field(200, ge=0, description="first retry delay, doubled each retry")
+    retry_backoff_max_ms: int = Field(10_000, ge=0)
+
+
+class DatabaseSettings(BaseSettings):
+    """PostgreSQL; each service uses its own schema in it."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:15432/vidgen",
+        description="SQLAlchemy URL with the asyncpg driver",
+    )
+    database_pool_size: int = Field(10, ge=1)
+    database_echo: bool = False
+
+
+class S3Settings(BaseSettings):
+    """The object store (MinIO or any S3)."""
+
+    model_config = SettingsConfigDict(env_prefix="S3_", extra="ignore")
+
+    endpoint: str = Field("http://127.0.0.1:19000", description="URL the services use")
+    public_endpoint: str | None = Field(
+        None, description="URL presigned links are signed for (defaults to endpoint)"
+    )
+    access_key: str = "vidgen-dev-access-key"
+    secret_key: SecretStr = SecretStr(DEV_S3_SECRET)
+    region: str = "us-east-1"
+    bucket: str = Field("vidgen", description="bucket holding images and videos")
+    presign_ttl_s: int = Field(900, ge=1, description="lifetime of presigned GET URLs")
+
+
+class TelemetrySettings(BaseSettings):
+    """OpenTelemetry: OTLP export when an endpoint is set; a JSON-lines file for tests."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    otel_exporter_otlp_endpoint: str | None = None
+    vidgen_trace_file: str | None = Field(None, description="append finished spans as JSON lines")
+    vidgen_log_level: str = "INFO"
+
+
+class ServiceSettings(BaseSettings):
+    """Base for every service's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDGEN_", extra="ignore")
+
+    env: Environment = Field("development", description="development, test or production")
+    service_name: str = "vidgen"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(0, ge=0, le=65535, description="health/metrics port (0: none)")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+
+    @property
+    def db_schema(self) -> str:
+        """The PostgreSQL schema this service owns."""
+        return self.service_name.replace("-", "_")
+
+    def check_safe(self) -> None:
+        """Refuse development secrets outside development."""
+        if self.env == "production" and self.s3.secret_key.get_secret_value() == DEV_S3_SECRET:
+            raise ConfigurationError("S3_SECRET_KEY is the development default; set a real one")

@@ -1,0 +1,141 @@
+"""Outbox and inbox on real PostgreSQL (and the relay's publishing to real Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+from vidgen_common.db import asyncpg_dsn, run_sql
+from vidgen_common.events import Envelope, GenerationCancelRequested, decode
+from vidgen_common.migrations import COMMON_MIGRATIONS, Migration, migrate
+from vidgen_common.outbox import OutboxRelay
+from vidgen_common.settings import DatabaseSettings
+from vidgen_common.testing import MemorySink, wait_until
+from vidgen_common.uow import UnitOfWork
+
+pytestmark = pytest.mark.integration
+
+EFFECTS = Migration(  # same as conftest, for the race test
+    "test",
+    1,
+    "effects table",
+    ("CREATE TABLE effects (id bigserial PRIMARY KEY, generation_id text, note text)",),
+)
+MakeEvent = Callable[..., GenerationCancelRequested]
+
+
+async def count(sessions: async_sessionmaker[AsyncSession], sql: str) -> int:
+    async with sessions() as s:
+        return int((await run_sql(s, sql)).scalar_one())
+
+
+async def test_migrations_apply_once_even_when_racing(engine: AsyncEngine, db_schema: str) -> None:
+    results = await asyncio.gather(
+        *(migrate(engine, db_schema, [*COMMON_MIGRATIONS, EFFECTS]) for _ in range(3))
+    )
+    assert sorted(len(r) for r in results) == [0, 0, 2]
+    assert await migrate(engine, db_schema, [*COMMON_MIGRATIONS, EFFECTS]) == []
+
+
+async def test_state_and_event_commit_together_or_not_at_all(
+    cancel_event: MakeEvent,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with UnitOfWork(sessions, source="/test") as uow:
+        await run_sql(uow.session, "INSERT INTO effects (generation_id) VALUES ('g1')")
+        uow.emit(cancel_event("g1"))
+        await uow.commit()
+
+    async def fail_midway() -> None:
+        async with UnitOfWork(sessions, source="/test") as uow:
+            await run_sql(uow.session, "INSERT INTO effects (generation_id) VALUES ('g2')")
+            uow.emit(cancel_event("g2"))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await fail_midway()
+    assert await count(sessions, "SELECT count(*) FROM effects") == 1
+    assert await count(sessions, "SELECT count(*) FROM outbox") == 1
+
+
+async def test_inbox_gives_one_effect_per_event_even_under_races(
+    cancel_event: MakeEvent,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    env = Envelope(data=cancel_event("g1"), source="/test")
+
+    async def handle() -> bool:
+        async with UnitOfWork(sessions, source="/test") as uow:
+            if not await uow.claim("consumer-a", env):
+                return False
+            await run_sql(uow.session, "INSERT INTO effects (generation_id) VALUES ('g1')")
+            await asyncio.sleep(0.05)  # widen the race window
+            await uow.commit()
+            return True
+
+    outcomes = await asyncio.gather(*(handle() for _ in range(5)))
+    assert outcomes.count(True) == 1
+    assert await count(sessions, "SELECT count(*) FROM effects") == 1
+    # Another consumer has its own inbox entry for the same event.
+    async with UnitOfWork(sessions, source="/test") as uow:
+        assert await uow.claim("consumer-b", env)
+        await uow.commit()
+
+
+async def test_relay_publishes_in_order_and_republishes_after_a_crash_before_marking(
+    cancel_event: MakeEvent,
+    sessions: async_sessionmaker[AsyncSession],
+    db_settings: DatabaseSettings,
+    db_schema: str,
+) -> None:
+    for i in range(5):
+        async with UnitOfWork(sessions, source="/test", topic_prefix="p.") as uow:
+            uow.emit(cancel_event("g1", note=str(i)))
+            uow.emit(cancel_event("g2", note=str(i)))
+            await uow.commit()
+    sink = MemorySink()
+    sink.fail_after_publish = 1
+    relay = OutboxRelay(asyncpg_dsn(db_settings.database_url), db_schema, sink, batch_size=4)
+    with pytest.raises(ConnectionError):
+        await relay.publish_pending()
+    assert len(sink.records) == 4
+    assert await count(sessions, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 10
+    while await relay.publish_pending():
+        pass
+    assert await count(sessions, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    # The 4 records of the failed pass went out again (at-least-once) ...
+    assert len(sink.records) == 14
+    assert {r.topic for r in sink.records} == {"p.generation.cancel-requested"}
+    # ... and after the crash, each key's events are again seen in the order they were written.
+    after = sink.records[4:]
+    for key in (b"g1", b"g2"):
+        notes = [decode(r.headers, r.value).data.user_id for r in after if r.key == key]  # type: ignore[attr-defined]
+        assert notes == ["0", "1", "2", "3", "4"]
+
+
+async def test_relay_wakes_on_notify_and_only_one_relay_leads(
+    cancel_event: MakeEvent,
+    sessions: async_sessionmaker[AsyncSession],
+    db_settings: DatabaseSettings,
+    db_schema: str,
+) -> None:
+    dsn = asyncpg_dsn(db_settings.database_url)
+    sinks = [MemorySink(), MemorySink()]
+    # A poll interval far longer than the test: only NOTIFY can wake the relay in time.
+    relays = [OutboxRelay(dsn, db_schema, s, poll_interval_s=60) for s in sinks]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(r.run(stop)) for r in relays]
+    try:
+        await asyncio.sleep(0.3)  # let both relays start; one leads, one waits
+        for i in range(20):
+            async with UnitOfWork(sessions, source="/test") as uow:
+                uow.emit(cancel_event(f"g{i % 3}", note=str(i)))
+                await uow.commit()
+        await wait_until(lambda: sum(len(s.records) for s in sinks) >= 20, within=10, what="relay")
+        assert sorted(len(s.records) for s in sinks) == [0, 20]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
+
 from vidgen_common.bus import KafkaPublisher
 from vidgen_common.db import session_factory
 from vidgen_common.events import GenerationCancelRequested

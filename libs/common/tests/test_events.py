@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from cloudevents.v1.http import CloudEvent
 from cloudevents.v1.kafka import KafkaMessage, from_binary, to_binary
+
 from vidgen_common.errors import MalformedEvent, UnknownEventType
 from vidgen_common.events import (
     ALL_EVENTS,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
+
 from vidgen_common.db import asyncpg_dsn, run_sql
 from vidgen_common.events import Envelope, GenerationCancelRequested, decode
 from vidgen_common.migrations import COMMON_MIGRATIONS, Migration, migrate

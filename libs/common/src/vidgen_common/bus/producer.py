@@ -41,3 +41,7 @@ class KafkaPublisher:
             for r in records
         ]
         await asyncio.gather(*futures)
+
+    async def ping(self) -> None:
+        """Raise unless the cluster answers a metadata request."""
+        await self._producer.client.fetch_all_metadata()

@@ -6,7 +6,7 @@ ENV_FILE := .local/infra.env
 # (variables already set in the environment win over the env file).
 WITH_ENV := scripts/with-env.sh
 
-.PHONY: help install infra-up infra-down infra-status lint format test test-unit run demo bench
+.PHONY: asyncapi help install infra-up infra-down infra-status lint format test test-unit run demo bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ format: install ## apply ruff's fixes and formatting
 
 test: install infra-up ## every test, against the local infrastructure
 	$(WITH_ENV) uv run --frozen pytest $(PYTEST_ARGS)
+
+asyncapi: install ## regenerate docs/events.asyncapi.yaml from the event models
+	uv run --frozen python scripts/gen_asyncapi.py
 
 run: ## run the whole system locally
 	@echo "not yet: the local run lands with the whole-system issue"

@@ -44,6 +44,7 @@ class ObjectInfo:
     size: int
     content_type: str | None
     metadata: dict[str, str]
+    etag: str | None = None
 
 
 class Storage(Protocol):
@@ -88,19 +89,32 @@ def _meta(metadata: dict[str, str] | None) -> dict[str, str | list[str] | tuple[
 
 
 class _QueueReader(io.RawIOBase):
-    """A blocking file-like reader fed, chunk by chunk, from the event loop."""
+    """A blocking file-like reader fed, chunk by chunk, from the event loop.
+
+    If the reading side gives up (its upload failed), it calls :meth:`abandon`: further
+    :meth:`put` calls return at once instead of blocking forever on a full queue.
+    """
 
     def __init__(self, maxsize: int = 8) -> None:
         super().__init__()
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize)
-        self._buffer = b""
+        self._buffer = bytearray()  # appended in place: no quadratic re-copying of a part
         self._eof = False
+        self._abandoned = threading.Event()
 
     def readable(self) -> bool:
         return True
 
     def put(self, item: bytes | BaseException | None) -> None:
-        self._queue.put(item)
+        while not self._abandoned.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+            except queue.Full:
+                continue
+            return
+
+    def abandon(self) -> None:
+        self._abandoned.set()
 
     def read(self, size: int = -1) -> bytes:
         while not self._eof and (size < 0 or len(self._buffer) < size):
@@ -113,7 +127,9 @@ class _QueueReader(io.RawIOBase):
                 self._buffer += item
         if size < 0:
             size = len(self._buffer)
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        with memoryview(self._buffer) as view:
+            out = bytes(view[:size])
+        del self._buffer[:size]
         return out
 
 
@@ -125,7 +141,8 @@ class MinioStorage:
         self.bucket = bucket or settings.bucket
         self._client = _client(settings.endpoint, settings)
         self._signer = _client(settings.public_endpoint or settings.endpoint, settings)
-        self._part_size = max(part_size, MIN_PART_SIZE * 2)
+        # 0 (or below S3's 5 MiB minimum): 10 MiB parts; memory is about 4-5 parts in flight
+        self._part_size = part_size if part_size >= MIN_PART_SIZE else MIN_PART_SIZE * 2
 
     async def ensure_bucket(self) -> None:
         def work() -> None:
@@ -181,6 +198,7 @@ class MinioStorage:
                 result.append(res.etag)
             except BaseException as exc:  # surfaced to the caller below
                 error.append(exc)
+                reader.abandon()  # the feeding loop must not block on a queue nobody reads
 
         thread = threading.Thread(target=upload, name=f"s3-upload-{key}", daemon=True)
         thread.start()
@@ -215,7 +233,8 @@ class MinioStorage:
                 for k, v in (st.metadata or {}).items()
                 if k.lower().startswith("x-amz-meta-")
             }
-            return ObjectInfo(key, st.size or 0, st.content_type, meta)
+            etag = st.etag.strip('"') if st.etag else None
+            return ObjectInfo(key, st.size or 0, st.content_type, meta, etag)
 
         return await self._run(work)
 

@@ -9,11 +9,12 @@ import yaml
 
 from vidgen_common.events.asyncapi import build_document
 
-HEADER = "# Generated from libs/common/src/vidgen_common/events by `make asyncapi`. Do not edit.\n"
+HEADER = "# Generated from libs/common/src/vidgen_common/events by `make docs`. Do not edit.\n"
 
 
 def render() -> str:
-    return HEADER + yaml.safe_dump(build_document(), sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.safe_dump(build_document(), sort_keys=False, allow_unicode=True, width=100)
+    return HEADER + body
 
 
 if __name__ == "__main__":

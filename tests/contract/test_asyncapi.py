@@ -29,7 +29,7 @@ def _render() -> str:
 
 def test_the_committed_document_matches_the_event_models() -> None:
     assert DOC.read_text(encoding="utf-8") == _render(), (
-        "docs/events.asyncapi.yaml drifted from the event models: run `make asyncapi`"
+        "docs/events.asyncapi.yaml drifted from the event models: run `make docs`"
     )
 
 

@@ -73,6 +73,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(asyncpg_dsn(settings.db.database_url), self.schema, self.publisher)
         self.consumers: list[ConsumerRunner] = []
         self._loops: list[tuple[str, Loop]] = []
+        self.app: Any = None
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -130,14 +131,18 @@ class ServiceRuntime:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop.set)
-        loops: list[tuple[str, Loop]] = [("outbox-relay", self._relay_loop)]
-        loops += [(f"consumer-{i}", c.run) for i, c in enumerate(self.consumers)]
-        loops += self._loops
+        role = self.settings.role
+        loops: list[tuple[str, Loop]] = []
+        if role in ("all", "relay"):
+            loops.append(("outbox-relay", self._relay_loop))
+        if role in ("all", "worker"):
+            loops += [(f"consumer-{i}", c.run) for i, c in enumerate(self.consumers)]
+            loops += self._loops
         if self.settings.http_port:
-            loops.append(("http", self._serve_http))
+            loops.append(("http", self._serve_http if role == "relay" else self._serve_app))
         tasks = [asyncio.create_task(fn(self.stop), name=name) for name, fn in loops]
         self.ready.set()
-        log.info("%s running (%d loops)", self.name, len(tasks))
+        log.info("%s running as %s (%s)", self.name, role, ", ".join(n for n, _ in loops))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -207,6 +212,11 @@ class ServiceRuntime:
 
     async def _serve_http(self, stop: asyncio.Event) -> None:
         await serve_http(self.ops_app(), self.settings.http_host, self.settings.http_port, stop)
+
+    async def _serve_app(self, stop: asyncio.Event) -> None:
+        """Serve the service's own ASGI app (:attr:`app`, e.g. the gateway's API) or ops only."""
+        app = self.app if self.app is not None else self.ops_app()
+        await serve_http(app, self.settings.http_host, self.settings.http_port, stop)
 
 
 async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event) -> None:

@@ -29,16 +29,22 @@ class KafkaSettings(BaseSettings):
     enable_idempotence: bool = Field(
         True, description="idempotent producer; off against brokers that refuse InitProducerId"
     )
-    compression_type: Literal["gzip", "none"] = "gzip"
-    session_timeout_ms: int = Field(10_000, ge=1_000)
-    heartbeat_interval_ms: int = Field(3_000, ge=100)
-    max_poll_interval_ms: int = Field(300_000, ge=1_000)
-    request_timeout_ms: int = Field(30_000, ge=1_000)
+    compression_type: Literal["gzip", "none"] = Field("gzip", description="producer compression")
+    session_timeout_ms: int = Field(
+        10_000, ge=1_000, description="consumer group session timeout (short: faster rebalances)"
+    )
+    heartbeat_interval_ms: int = Field(3_000, ge=100, description="consumer heartbeat interval")
+    max_poll_interval_ms: int = Field(
+        300_000, ge=1_000, description="longest gap between polls before a consumer is dropped"
+    )
+    request_timeout_ms: int = Field(30_000, ge=1_000, description="Kafka request timeout")
     partitions: int = Field(6, ge=1, description="partitions of topics created on start-up")
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int = Field(
+        1, ge=1, description="replication of topics created on start-up"
+    )
     handler_retries: int = Field(5, ge=0, description="retries of a failing handler before DLQ")
     retry_backoff_ms: int = Field(200, ge=0, description="first retry delay, doubled each retry")
-    retry_backoff_max_ms: int = Field(10_000, ge=0)
+    retry_backoff_max_ms: int = Field(10_000, ge=0, description="longest retry delay")
 
 
 class DatabaseSettings(BaseSettings):
@@ -50,8 +56,8 @@ class DatabaseSettings(BaseSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:15432/vidgen",
         description="SQLAlchemy URL with the asyncpg driver",
     )
-    database_pool_size: int = Field(10, ge=1)
-    database_echo: bool = False
+    database_pool_size: int = Field(10, ge=1, description="connections kept per process")
+    database_echo: bool = Field(False, description="log every SQL statement")
 
 
 class S3Settings(BaseSettings):
@@ -63,9 +69,11 @@ class S3Settings(BaseSettings):
     public_endpoint: str | None = Field(
         None, description="URL presigned links are signed for (defaults to endpoint)"
     )
-    access_key: str = "vidgen-dev-access-key"
-    secret_key: SecretStr = SecretStr(DEV_S3_SECRET)
-    region: str = "us-east-1"
+    access_key: str = Field("vidgen-dev-access-key", description="S3 access key")
+    secret_key: SecretStr = Field(
+        SecretStr(DEV_S3_SECRET), description="S3 secret key (the default is refused in production)"
+    )
+    region: str = Field("us-east-1", description="S3 region (used for signing)")
     bucket: str = Field("vidgen", description="bucket holding images and videos")
     presign_ttl_s: int = Field(900, ge=1, description="lifetime of presigned GET URLs")
 
@@ -75,9 +83,11 @@ class TelemetrySettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector base URL; spans are exported there when set"
+    )
     vidgen_trace_file: str | None = Field(None, description="append finished spans as JSON lines")
-    vidgen_log_level: str = "INFO"
+    vidgen_log_level: str = Field("INFO", description="log level (JSON logs on stderr)")
 
 
 class ServiceSettings(BaseSettings):
@@ -86,9 +96,16 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIDGEN_", extra="ignore")
 
     env: Environment = Field("development", description="development, test or production")
-    service_name: str = "vidgen"
-    http_host: str = "127.0.0.1"
+    service_name: str = Field(
+        "vidgen", description="name in logs, traces and event sources; its PostgreSQL schema"
+    )
+    http_host: str = Field("127.0.0.1", description="address the HTTP server binds")
     http_port: int = Field(0, ge=0, le=65535, description="health/metrics port (0: none)")
+    role: Literal["all", "worker", "relay"] = Field(
+        "all",
+        description="all: handlers and outbox relay in one process; worker: handlers only; "
+        "relay: only the outbox relay (run one relay process beside worker processes)",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     s3: S3Settings = Field(default_factory=S3Settings)

@@ -18,6 +18,7 @@ PRODUCERS: dict[str, str] = {
     "generation.task-progressed": "poller",
     "generation.video-ready": "poller",
     "generation.video-url-expired": "media",
+    "generation.task-output-rejected": "poller",
     "generation.completed": "media",
     "generation.failed": "generator, poller or media",
     "generation.cancelled": "generator or poller",

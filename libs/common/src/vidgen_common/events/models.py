@@ -106,6 +106,26 @@ class VideoReady(EventData):
     cost_credits: int | None = Field(None, description="The task's final cost in credits")
 
 
+class TaskOutputRejected(EventData):
+    """Runway failed the task with ``INTERNAL.BAD_OUTPUT.*``: a new task may succeed.
+
+    Emitted by the poller instead of ``GenerationFailed``; the generator owns what follows:
+    it submits attempt ``attempt + 1`` while attempts remain (``TaskSubmitted`` again), and
+    emits ``GenerationFailed`` (with the cost of every attempt summed) when they are exhausted.
+    Not a terminal event of the generation.
+    """
+
+    name: ClassVar[str] = "generation.task-output-rejected"
+
+    user_id: str
+    runway_task_id: str
+    attempt: int = Field(ge=1, description="The attempt whose task was rejected")
+    failure: str = Field(description="Runway's failure text")
+    failure_code: str = Field(examples=["INTERNAL.BAD_OUTPUT.CODE01"])
+    cost_credits: int = Field(ge=0, description="The rejected task's final cost")
+    rejected_at: datetime
+
+
 class VideoUrlExpired(EventData):
     """Media found the output URL expired; the poller re-retrieves the task for fresh URLs."""
 
@@ -172,6 +192,7 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     TaskProgressed,
     VideoReady,
     VideoUrlExpired,
+    TaskOutputRejected,
     GenerationCompleted,
     GenerationFailed,
     GenerationCancelled,

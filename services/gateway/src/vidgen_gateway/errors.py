@@ -1,0 +1,100 @@
+"""Errors the gateway raises on purpose; each maps to one HTTP status and error code.
+
+Every 4xx/5xx answer has the body ``{"error": {"code", "message", "details"}}``.
+
+GatewayError                     (500 internal_error)
+├── Unauthorized                 401 unauthorized        missing, malformed or rejected token
+├── NotFound                     404 not_found           unknown, or another user's (no id leaks)
+├── Conflict                     409 conflict
+│   ├── IdempotencyConflict      409 idempotency_key_reused   same key, different request
+│   └── AlreadyFinished          409 generation_finished      cancel of a terminal generation
+├── PayloadTooLarge              413 payload_too_large   image over the configured size
+├── UnsupportedImage             415 unsupported_media_type   not a PNG, JPEG or WebP that decodes
+├── Unprocessable                422 validation_error    well-formed but not acceptable
+│   └── ImageDimensions          422 image_dimensions    too small or too large for Runway
+└── RateLimited                  429 rate_limited / too_many_in_flight (with Retry-After)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of the gateway's errors; carries what the error body says."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str = "A valid Bearer token is required.") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    code = "conflict"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_key_reused"
+
+
+class AlreadyFinished(Conflict):
+    code = "generation_finished"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedImage(GatewayError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Unprocessable(GatewayError):
+    status = 422
+    code = "validation_error"
+
+
+class ImageDimensions(Unprocessable):
+    code = "image_dimensions"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(
+            message,
+            code=code,
+            details={"retryAfterSeconds": retry_after_s},
+            headers={"Retry-After": str(retry_after_s)},
+        )
+        self.retry_after_s = retry_after_s

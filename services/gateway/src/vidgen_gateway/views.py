@@ -1,0 +1,52 @@
+"""How a stored generation is shown: presigned URLs minted now, failures worded for users."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vidgen_gateway.models import Generation, Status
+from vidgen_gateway.schemas import GenerationView
+
+MODERATION_MESSAGE = "The prompt or image was rejected by content moderation."
+
+Presign = Callable[[str], str]
+
+
+def is_moderation(gen: Generation) -> bool:
+    return (gen.runway_failure_code or "").startswith("SAFETY.") or gen.error_code == "moderation"
+
+
+def shown_error(gen: Generation) -> str | None:
+    """What the user reads: never a moderation system's raw text (the row keeps it)."""
+    if gen.error_message is None and gen.error_code is None:
+        return None
+    if is_moderation(gen):
+        return MODERATION_MESSAGE
+    return gen.user_message or gen.error_message
+
+
+def to_view(gen: Generation, presign: Presign) -> GenerationView:
+    completed = gen.status == Status.completed.value
+    return GenerationView(
+        generation_id=gen.id,
+        project_id=gen.project_id,
+        status=Status(gen.status),
+        progress=gen.progress,
+        prompt=gen.prompt,
+        model=gen.model,
+        ratio=gen.ratio,
+        duration=gen.duration,
+        seed=gen.seed,
+        runway_task_id=gen.runway_task_id,
+        video_url=presign(gen.video_key) if completed and gen.video_key else None,
+        thumbnail_url=presign(gen.thumbnail_key) if completed and gen.thumbnail_key else None,
+        error_code=gen.error_code,
+        error_message=shown_error(gen),
+        runway_failure_code=gen.runway_failure_code,
+        cost_credits=gen.cost_credits,
+        cost_final=gen.cost_final,
+        cancel_requested_at=gen.cancel_requested_at,
+        created_at=gen.created_at,
+        updated_at=gen.updated_at,
+        completed_at=gen.completed_at,
+    )

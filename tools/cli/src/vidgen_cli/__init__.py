@@ -1,0 +1,1 @@
+"""vidgen developer commands (`uv run vidgen --help`)."""

@@ -87,7 +87,7 @@ class RunwaySettings(BaseSettings):
     runway_timeout_s: float = Field(
         30.0, gt=0, description="Timeout of one Runway call (bounds the create's unknown window)"
     )
-    runway_connect_timeout_s: float = Field(5.0, gt=0)
+    runway_connect_timeout_s: float = Field(5.0, gt=0, description="TCP connect timeout")
 
     @property
     def uses_simulator(self) -> bool:

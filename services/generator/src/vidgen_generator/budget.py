@@ -1,0 +1,73 @@
+"""The concurrency budget: how many tasks per model may be in flight at Runway at once.
+
+A model's limit is, in order: ``model_budgets[model]``; else, with
+``budget_from_organization``, the tier's ``maxConcurrentGenerations`` from
+``GET /v1/organization`` (refreshed every ``organization_refresh_s``; the last known value is
+kept when Runway cannot be asked); else ``default_budget``. None means no limit. Runway
+itself queues tasks over its limit (``THROTTLED``) rather than refusing them; the budget
+keeps them here instead, where they can still be cancelled without a Runway call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from vidgen_common.runway import RunwayCallError
+from vidgen_generator.runway import RunwayClient
+from vidgen_generator.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+
+class Budget:
+    def __init__(
+        self,
+        settings: GeneratorSettings,
+        runway: RunwayClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._runway = runway
+        self._clock = clock
+        self._org: dict[str, int | None] = {}
+        self._org_at: float | None = None
+
+    async def refresh(self) -> None:
+        """Re-read the organisation's limits when due (only with budget_from_organization)."""
+        s = self._settings
+        if not s.budget_from_organization:
+            return
+        now = self._clock()
+        if self._org_at is not None and now - self._org_at < s.organization_refresh_s:
+            return
+        self._org_at = now
+        try:
+            self._org = await self._runway.concurrency_limits()
+        except RunwayCallError as exc:
+            log.warning("could not read Runway's limits, keeping the last ones: %s", exc)
+
+    def limit(self, model: str) -> int | None:
+        s = self._settings
+        if model in s.model_budgets:
+            return s.model_budgets[model]
+        if s.budget_from_organization and model in self._org:
+            return self._org[model]
+        return s.default_budget
+
+    def known_models(self) -> set[str]:
+        return set(self._settings.model_budgets) | set(self._org)
+
+    def full_models(self, in_flight: Mapping[str, int]) -> list[str]:
+        """Models with no room left."""
+        full = []
+        for model in self.known_models() | set(in_flight):
+            limit = self.limit(model)
+            if limit is not None and in_flight.get(model, 0) >= limit:
+                full.append(model)
+        return sorted(full)
+
+    def has_room(self, model: str, in_flight: Mapping[str, int]) -> bool:
+        limit = self.limit(model)
+        return limit is None or in_flight.get(model, 0) < limit

@@ -1,0 +1,100 @@
+"""The generator's port to Runway, and its adapter on the official async SDK.
+
+Every call of :class:`RunwayClient` raises :class:`~vidgen_common.runway.RunwayCallError`
+(carrying a :class:`~vidgen_common.runway.Classified` verdict) when it fails; handlers never
+see SDK or httpx exceptions. ``create`` is sent once (the SDK's retries are off): a
+``RunwayCallError`` whose verdict is ``unknown`` means a task may exist anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from runwayml import AsyncRunwayML
+
+from vidgen_common.metrics import Metrics
+from vidgen_common.runway import RunwayCallError, classify_error
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """One ``POST /v1/image_to_video``."""
+
+    model: str
+    prompt_image: str
+    prompt_text: str
+    ratio: str
+    duration: int
+    seed: int | None = None
+
+
+class RunwayClient(Protocol):
+    """What the generator asks of Runway."""
+
+    async def upload(self, filename: str, data: bytes, content_type: str) -> str:
+        """Upload an ephemeral file; returns its ``runway://`` URI."""
+
+    async def create(self, request: CreateRequest) -> str:
+        """Create an image-to-video task (no retries); returns the task id."""
+
+    async def concurrency_limits(self) -> dict[str, int | None]:
+        """``maxConcurrentGenerations`` per model, from ``GET /v1/organization``."""
+
+
+class SdkRunwayClient:
+    """:class:`RunwayClient` on ``AsyncRunwayML`` (built with ``max_retries=0``)."""
+
+    def __init__(self, client: AsyncRunwayML, metrics: Metrics | None = None) -> None:
+        self._client = client
+        self._metrics = metrics
+
+    async def upload(self, filename: str, data: bytes, content_type: str) -> str:
+        try:
+            result = await self._client.uploads.create_ephemeral(
+                file=(filename, data, content_type)
+            )
+        except Exception as exc:
+            raise self._failed("upload", exc) from exc
+        self._count("upload", "ok")
+        return result.uri
+
+    async def create(self, request: CreateRequest) -> str:
+        params: dict[str, Any] = {
+            "model": request.model,
+            "prompt_image": request.prompt_image,
+            "prompt_text": request.prompt_text,
+            "ratio": request.ratio,
+            "duration": request.duration,
+        }
+        if request.seed is not None:
+            params["seed"] = request.seed
+        # The SDK types one overload per model (Literal names); ours is a runtime string that
+        # Runway validates, so the call goes through an untyped view of the resource.
+        resource = cast(Any, self._client.image_to_video)
+        try:
+            created = await resource.create(**params)
+        except Exception as exc:
+            raise self._failed("create", exc) from exc
+        self._count("create", "ok")
+        return str(created.id)
+
+    async def concurrency_limits(self) -> dict[str, int | None]:
+        try:
+            org = await self._client.organization.retrieve()
+        except Exception as exc:
+            raise self._failed("organization", exc) from exc
+        self._count("organization", "ok")
+        return {name: m.max_concurrent_generations for name, m in org.tier.models.items()}
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def _failed(self, operation: str, exc: Exception) -> RunwayCallError:
+        classified = classify_error(exc)
+        self._count(operation, classified.code)
+        return RunwayCallError(classified)
+
+    def _count(self, operation: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.runway_calls.labels(operation, outcome).inc()

@@ -6,7 +6,7 @@ ENV_FILE := .local/infra.env
 # (variables already set in the environment win over the env file).
 WITH_ENV := scripts/with-env.sh
 
-.PHONY: asyncapi help install infra-up infra-down infra-status lint format test test-unit run demo bench
+.PHONY: asyncapi docs help install infra-up infra-down infra-status lint format test test-unit run demo bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ infra-status: ## show what local infrastructure runs
 lint: install ## ruff (lint + format check), mypy strict, import contracts
 	uv run --frozen ruff check .
 	uv run --frozen ruff format --check .
-	uv run --frozen mypy libs/common/src services/*/src tools/runway_sim/src
+	uv run --frozen mypy libs/common/src services/*/src tools/*/src scripts
 	uv run --frozen lint-imports
 
 format: install ## apply ruff's fixes and formatting
@@ -37,14 +37,17 @@ format: install ## apply ruff's fixes and formatting
 test: install infra-up ## every test, against the local infrastructure
 	$(WITH_ENV) uv run --frozen pytest $(PYTEST_ARGS)
 
-asyncapi: install ## regenerate docs/events.asyncapi.yaml from the event models
+docs: install ## regenerate generated docs: events.asyncapi.yaml, README's configuration table
 	uv run --frozen python scripts/gen_asyncapi.py
+	uv run --frozen python scripts/gen_config_docs.py
 
-run: ## run the whole system locally
-	@echo "not yet: the local run lands with the whole-system issue"
+asyncapi: docs
 
-demo: ## upload a sample image and generate a video
-	@echo "not yet: the demo lands with the whole-system issue"
+run: install ## run the whole system locally: infrastructure, Runway simulator, every service
+	uv run --frozen python scripts/run.py
+
+demo: install ## upload the sample image, generate a video, watch it live (starts the system if needed)
+	uv run --frozen python scripts/demo.py
 
 bench: install infra-up ## run the benchmarks (they print figures)
 	@for b in bench/*.py; do echo "== $$b"; $(WITH_ENV) uv run --frozen python $$b || exit 1; done

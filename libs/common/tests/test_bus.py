@@ -300,3 +300,41 @@ async def test_the_handler_span_continues_the_producers_trace(
     handled = [s for s in exporter.get_finished_spans() if s.name.startswith("handle")]
     assert handled[0].context.trace_id == trace_id
     assert handled[0].attributes["vidgen.generation_id"] == "g-trace"
+
+
+async def test_a_dead_letter_replayed_after_the_fix_is_handled_once(
+    sessions: async_sessionmaker[AsyncSession],
+    publisher: KafkaPublisher,
+    kafka_settings: KafkaSettings,
+    topic: str,
+    start: Callable[..., Running],
+    cancel_event: MakeEvent,
+) -> None:
+    from vidgen_common.dlq import read_dead_letters, replay
+
+    env = Envelope(data=cancel_event("g-dlq"), source="/t")
+    await publisher.publish([record_of(env, topic)])
+    broken = True
+    effects = Effects(sessions, "c1")
+
+    async def handler(e: Envelope[GenerationCancelRequested]) -> None:
+        if broken:
+            raise PermanentError("a bug, fixed later")
+        await effects(e)
+
+    group = unique("g-")
+    first = start(handler, group)
+    letters = await wait_until(
+        lambda: read_dead_letters(kafka_settings, TOPIC_MODEL.name), what="the dead letter"
+    )
+    await first.stop()
+    [letter] = letters
+    assert letter.original_topic == topic
+    assert "a bug" in letter.header("dlq_reason")
+    broken = False  # the fix is deployed
+    start(handler, group)
+    assert await replay(kafka_settings, letters) == 1
+    await wait_until(effects.rows, what="the replayed event handled")
+    assert await replay(kafka_settings, letters) == 1  # replayed twice by mistake ...
+    await wait_until(lambda: effects.calls >= 2, what="the second replay delivered")
+    assert await effects.rows() == [("g-dlq", "u")]  # ... still one effect

@@ -41,6 +41,8 @@ def _default(field: Any) -> str:
         return "`" + value.get_secret_value() + "` (development only)"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if isinstance(value, BaseModel):
+        return "`" + value.model_dump_json() + "` (JSON)"
     if isinstance(value, dict):
         return "`" + json.dumps(value) + "`"
     return f"`{value}`" if value != "" else "empty"
@@ -52,8 +54,8 @@ def rows(cls: type[BaseSettings]) -> list[tuple[str, str, str, list[str]]]:
     out: list[tuple[str, str, str, list[str]]] = []
     for name, field in cls.model_fields.items():
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            continue  # nested groups are listed in their own tables
+        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
+            continue  # nested settings groups are listed in their own tables
         env = (field.alias or f"{prefix}{name}").upper()
         description = (field.description or "").replace("|", "\\|")
         out.append((env, _default(field), description, []))

@@ -1,16 +1,17 @@
-"""Logs are JSON with generation and trace ids; dev secrets are refused in production."""
+"""Logs are JSON with generation and trace ids; settings refuse what is unsafe or incomplete."""
 
 from __future__ import annotations
 
 import json
 import logging
+import ssl
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from vidgen_common.errors import ConfigurationError
 from vidgen_common.logs import JsonFormatter, generation_id_var
-from vidgen_common.settings import S3Settings, ServiceSettings
+from vidgen_common.settings import KafkaSettings, S3Settings, ServiceSettings
 
 
 def test_log_lines_are_json_with_generation_and_trace_ids() -> None:
@@ -34,3 +35,28 @@ def test_development_s3_secret_is_refused_in_production() -> None:
     with pytest.raises(ConfigurationError, match="S3_SECRET_KEY"):
         ServiceSettings(env="production").check_safe()
     ServiceSettings(env="production", s3=S3Settings(secret_key="a-real-one")).check_safe()  # type: ignore[arg-type]
+
+
+def test_kafka_client_options_default_to_plaintext() -> None:
+    options = KafkaSettings(bootstrap_servers="k:9092").client_options()
+    assert options["security_protocol"] == "PLAINTEXT"
+    assert options["bootstrap_servers"] == "k:9092"
+    assert "ssl_context" not in options
+    assert "sasl_plain_username" not in options
+
+
+def test_kafka_sasl_over_tls_passes_credentials_and_a_tls_context() -> None:
+    settings = KafkaSettings(
+        security_protocol="SASL_SSL",
+        sasl_username="vidgen",
+        sasl_password="s3cret",  # type: ignore[arg-type]
+    )
+    options = settings.client_options()
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("vidgen", "s3cret")
+
+
+def test_kafka_sasl_without_credentials_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="KAFKA_SASL_USERNAME"):
+        KafkaSettings(security_protocol="SASL_PLAINTEXT").client_options()

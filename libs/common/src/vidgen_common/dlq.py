@@ -49,9 +49,7 @@ class DeadLetter:
 async def read_dead_letters(settings: KafkaSettings, topic: str) -> list[DeadLetter]:
     """Every record now in ``<prefix><topic>.dlq`` (read without joining a group)."""
     name = dlq_topic(settings.topic_prefix + topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**settings.client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         await consumer.topics()  # fetches metadata, so the partitions below are known

@@ -7,8 +7,9 @@ obviously fake and :meth:`ServiceSettings.check_safe` refuses them outside devel
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+from aiokafka.helpers import create_ssl_context
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,9 +43,41 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(
         1, ge=1, description="replication of topics created on start-up"
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients reach the brokers"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (with SASL_*)"
+    )
+    sasl_username: str | None = Field(None, description="SASL user (with SASL_*)")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (with SASL_*)")
+    ssl_cafile: str | None = Field(None, description="CA bundle of the brokers (with *SSL)")
+    ssl_certfile: str | None = Field(None, description="client certificate, for mutual TLS")
+    ssl_keyfile: str | None = Field(None, description="client key, for mutual TLS")
     handler_retries: int = Field(5, ge=0, description="retries of a failing handler before DLQ")
     retry_backoff_ms: int = Field(200, ge=0, description="first retry delay, doubled each retry")
     retry_backoff_max_ms: int = Field(10_000, ge=0, description="longest retry delay")
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection options shared by aiokafka producers, consumers and admin clients."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
+        if self.security_protocol.startswith("SASL_"):
+            if not self.sasl_username or self.sasl_password is None:
+                raise ConfigurationError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are needed")
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password.get_secret_value(),
+            }
+        return options
 
 
 class DatabaseSettings(BaseSettings):

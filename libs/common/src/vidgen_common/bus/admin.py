@@ -20,10 +20,7 @@ async def ensure_topics(settings: KafkaSettings, topics: Iterable[str]) -> list[
     wanted = set()
     for topic in topics:
         wanted |= {topic, dlq_topic(topic)}
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        request_timeout_ms=settings.request_timeout_ms,
-    )
+    admin = AIOKafkaAdminClient(**settings.client_options())
     await admin.start()
     try:
         missing = sorted(wanted - set(await admin.list_topics()))

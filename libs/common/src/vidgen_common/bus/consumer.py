@@ -86,7 +86,7 @@ class ConsumerRunner:
     async def run(self, stop: asyncio.Event) -> None:
         s = self._settings
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
+            **s.client_options(),
             group_id=self._group_id,
             client_id=self._group_id,
             enable_auto_commit=False,
@@ -94,7 +94,6 @@ class ConsumerRunner:
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
-            request_timeout_ms=s.request_timeout_ms,
         )
         consumer.subscribe(self.topics, listener=_Assigned(self.assigned))
         await consumer.start()

@@ -20,13 +20,12 @@ class KafkaPublisher:
 
     def __init__(self, settings: KafkaSettings, client_id: str) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **settings.client_options(),
             client_id=client_id,
             acks="all",
             enable_idempotence=settings.enable_idempotence,
             compression_type=None if settings.compression_type == "none" else "gzip",
             linger_ms=2,
-            request_timeout_ms=settings.request_timeout_ms,
         )
 
     async def start(self) -> None:

@@ -8,8 +8,6 @@ checked by opening the downloaded file; exits non-zero with the reason on any fa
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,9 +21,11 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from vidgen_cli.client import ApiError, Client
+from vidgen_common.devtokens import DevTokenSettings, mint_dev_token
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "docs" / "sample.png"
-TERMINAL = {"completed", "failed", "cancelled"}
 console = Console()
 
 
@@ -53,29 +53,8 @@ def start_system(gateway_port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def token(user: str) -> str:
-    env = {**os.environ}
-    result = subprocess.run(
-        [sys.executable, "-m", "vidgen_cli", "token", user],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode:
-        raise DemoError(f"could not mint a development token: {result.stderr.strip()}")
-    return result.stdout.strip()
-
-
-def expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
-    if response.status_code != status:
-        raise DemoError(f"{what}: HTTP {response.status_code} {response.text}")
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def watch(client: httpx.Client, generation_id: str) -> dict[str, Any]:
-    """Follow the SSE stream with a progress bar until a terminal status."""
+def watch(client: Client, generation_id: str) -> dict[str, Any]:
+    """Follow the live stream with a progress bar until a terminal status."""
     last: dict[str, Any] = {}
     columns = (
         TextColumn("[bold]{task.fields[status]:<11}"),
@@ -83,20 +62,10 @@ def watch(client: httpx.Client, generation_id: str) -> dict[str, Any]:
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
     )
-    with (
-        Progress(*columns, console=console) as progress,
-        client.stream("GET", f"/api/videos/{generation_id}/events", timeout=None) as stream,
-    ):
-        if stream.status_code != 200:
-            raise DemoError(f"live stream: HTTP {stream.status_code}")
+    with Progress(*columns, console=console) as progress:
         bar = progress.add_task("video", total=1.0, status="queued")
-        for line in stream.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            last = json.loads(line[5:])
+        for last in client.events(generation_id):
             progress.update(bar, completed=last["progress"], status=last["status"])
-            if last["status"] in TERMINAL:
-                break
     return last
 
 
@@ -110,26 +79,11 @@ def describe(video: Path) -> tuple[float, int, int, str]:
 
 
 def demo(gateway: str, user: str, prompt: str) -> None:
-    headers = {"Authorization": f"Bearer {token(user)}"}
-    with httpx.Client(base_url=gateway, headers=headers, timeout=30) as client:
+    with Client(gateway, mint_dev_token(DevTokenSettings(), user)) as client:
         console.print(f"uploading [bold]{SAMPLE.relative_to(ROOT)}[/bold] as {user}…")
-        project = expect(
-            client.post(
-                "/api/images/upload",
-                files={"file": (SAMPLE.name, SAMPLE.read_bytes(), "image/png")},
-            ),
-            201,
-            "upload",
-        )
+        project = client.upload(SAMPLE)
         console.print(f"  project {project['projectId']}")
-        started = expect(
-            client.post(
-                "/api/videos/generate", json={"projectId": project["projectId"], "prompt": prompt}
-            ),
-            202,
-            "generate",
-        )
-        generation_id = started["generationId"]
+        generation_id = client.generate(project["projectId"], prompt)["generationId"]
         console.print(f"generating [bold]{generation_id}[/bold]: “{prompt}”")
         final = watch(client, generation_id)
         if final.get("status") != "completed":
@@ -137,21 +91,15 @@ def demo(gateway: str, user: str, prompt: str) -> None:
             raise DemoError(
                 f"generation {final.get('status')}: {reason} ({final.get('errorCode')})"
             )
-        status = expect(client.get(f"/api/videos/status/{generation_id}"), 200, "status")
-    url = status["videoUrl"]
-    out = ROOT / ".local" / "demo" / f"{generation_id}.mp4"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with httpx.stream("GET", url, timeout=60) as response:
-        if response.status_code != 200:
-            raise DemoError(f"download: HTTP {response.status_code}")
-        with out.open("wb") as f:
-            for chunk in response.iter_bytes():
-                f.write(chunk)
+        out = ROOT / ".local" / "demo" / f"{generation_id}.mp4"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        size = client.download(generation_id, out)
+        status = client.status(generation_id)
     duration, width, height, codec = describe(out)
-    location = "s3:/" + urlsplit(url).path
+    url = status["videoUrl"]
     console.print("\n[bold green]done[/bold green]")
-    console.print(f"  stored at   {location}")
-    console.print(f"  size        {out.stat().st_size:,} bytes")
+    console.print(f"  stored at   s3:/{urlsplit(url).path}")
+    console.print(f"  size        {size:,} bytes")
     console.print(f"  duration    {duration:.2f} s ({width}x{height} {codec})")
     console.print(f"  cost        {status['costCredits']} Runway credits")
     console.print(f"  local copy  {out.relative_to(ROOT)}")
@@ -177,7 +125,7 @@ def main() -> int:
                 time.sleep(0.5)
         demo(args.gateway, args.user, args.prompt)
         return 0
-    except (DemoError, httpx.HTTPError) as exc:
+    except (DemoError, ApiError, httpx.HTTPError) as exc:
         console.print(f"[bold red]demo failed:[/bold red] {exc}")
         return 1
     finally:

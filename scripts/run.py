@@ -19,8 +19,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from vidgen_common.devtokens import DevTokenSettings, mint_dev_token
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_FILE = ROOT / ".local" / "infra.env"
@@ -35,7 +37,6 @@ class Proc:
     ready_url: str
     color: str
     process: asyncio.subprocess.Process | None = None
-    tail: list[str] = field(default_factory=list)
 
 
 def load_env_file() -> dict[str, str]:
@@ -94,9 +95,7 @@ class Supervisor:
         assert proc.process is not None
         assert proc.process.stdout is not None
         async for raw in proc.process.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            proc.tail = [*proc.tail[-30:], line]
-            self.say(proc, pretty(line))
+            self.say(proc, pretty(raw.decode(errors="replace").rstrip()))
 
     def exited(self) -> Proc | None:
         for proc in self.procs:
@@ -142,19 +141,11 @@ def answers(url: str) -> bool:
         return False
 
 
-def dev_token(env: dict[str, str], user: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "vidgen_cli", "token", user],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return (
-        result.stdout.strip()
-        if result.returncode == 0
-        else f"(vidgen token failed: {result.stderr.strip()})"
-    )
+def dev_token(user: str) -> str:
+    try:
+        return mint_dev_token(DevTokenSettings(), user)
+    except ValueError as exc:
+        return f"(no development token: {exc})"
 
 
 def build(env: dict[str, str], sim_port: int, gateway_port: int) -> list[Proc]:
@@ -189,7 +180,7 @@ def build(env: dict[str, str], sim_port: int, gateway_port: int) -> list[Proc]:
 
 
 def banner(env: dict[str, str], gateway: str) -> str:
-    token = dev_token(env, "demo-user")
+    token = dev_token("demo-user")
     runway = (
         "real Runway"
         if env.get("RUNWAYML_API_SECRET")

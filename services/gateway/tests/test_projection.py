@@ -11,6 +11,7 @@ import pytest
 
 from vidgen_common.errors import PermanentError
 from vidgen_common.events import Envelope, GenerationRequested, VideoUrlExpired
+from vidgen_common.runway import MODERATION_USER_MESSAGE
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,7 @@ async def test_moderation_failures_show_a_neutral_message_and_keep_the_reason(
     assert shown["status"] == "failed"
     assert shown["errorCode"] == "moderation"
     assert shown["runwayFailureCode"] == "SAFETY.INPUT.TEXT"
-    assert shown["errorMessage"] == "The prompt or image was rejected by content moderation."
+    assert shown["errorMessage"] == MODERATION_USER_MESSAGE
     assert raw not in str(shown)
     from sqlalchemy import text
 

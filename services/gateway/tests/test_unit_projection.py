@@ -16,9 +16,10 @@ from vidgen_common.events import (
     TaskSubmitted,
     VideoReady,
 )
+from vidgen_common.runway import MODERATION_USER_MESSAGE
 from vidgen_gateway.models import RANK, Generation, Status
 from vidgen_gateway.projection import apply_event
-from vidgen_gateway.views import MODERATION_MESSAGE, shown_error, to_view
+from vidgen_gateway.views import shown_error, to_view
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GID = "g-1"
@@ -191,7 +192,7 @@ def test_moderation_failures_are_worded_neutrally() -> None:
         ]
     )
     assert gen.error_message == "Flagged: violence"
-    assert shown_error(gen) == MODERATION_MESSAGE
+    assert shown_error(gen) == MODERATION_USER_MESSAGE
     other = fold(
         [
             GenerationFailed(

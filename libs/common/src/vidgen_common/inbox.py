@@ -17,6 +17,13 @@ _CLAIM = text(
     "INSERT INTO inbox (consumer, event_id, event_type) VALUES (:c, :e, :t) "
     "ON CONFLICT DO NOTHING RETURNING 1"
 )
+_SEEN = text("SELECT 1 FROM inbox WHERE consumer = :c AND event_id = :e")
+
+
+async def seen(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    """True if ``consumer`` has already handled ``event_id`` (a read; claims nothing)."""
+    result = await run_sql(session, _SEEN, {"c": consumer, "e": event_id})
+    return result.scalar_one_or_none() is not None
 
 
 async def claim(session: AsyncSession, consumer: str, event_id: str, event_type: str) -> bool:

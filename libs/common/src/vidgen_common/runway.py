@@ -49,6 +49,7 @@ from runwayml import (
 )
 
 from vidgen_common.errors import ConfigurationError, VidgenError
+from vidgen_common.metrics import Metrics
 
 SIMULATOR_BASE_URL = "http://127.0.0.1:8100"
 # The simulator's development key: the default of `api_keys` in tools/runway_sim's settings
@@ -110,6 +111,27 @@ class RunwaySettings(BaseSettings):
         """Refuse to run production against the simulator."""
         if env == "production" and self.uses_simulator:
             raise ConfigurationError("RUNWAYML_API_SECRET is not set; production needs a real key")
+
+
+class SdkAdapter:
+    """Base of the services' adapters over the SDK client: counts every call's outcome in
+    ``vidgen_runway_calls_total`` and turns SDK exceptions into :class:`RunwayCallError`."""
+
+    def __init__(self, client: AsyncRunwayML, metrics: Metrics | None = None) -> None:
+        self._client = client
+        self._metrics = metrics
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def _failed(self, operation: str, exc: Exception) -> RunwayCallError:
+        classified = classify_error(exc)
+        self._count(operation, classified.code)
+        return RunwayCallError(classified)
+
+    def _count(self, operation: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.runway_calls.labels(operation, outcome).inc()
 
 
 def create_client(

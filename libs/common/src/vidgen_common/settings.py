@@ -132,6 +132,9 @@ class ServiceSettings(BaseSettings):
     service_name: str = Field(
         "vidgen", description="name in logs, traces and event sources; its PostgreSQL schema"
     )
+    database_schema: str | None = Field(
+        None, description="PostgreSQL schema (default: derived from the service name)"
+    )
     http_host: str = Field("127.0.0.1", description="address the HTTP server binds")
     http_port: int = Field(0, ge=0, le=65535, description="health/metrics port (0: none)")
     role: Literal["all", "worker", "relay"] = Field(
@@ -147,7 +150,7 @@ class ServiceSettings(BaseSettings):
     @property
     def db_schema(self) -> str:
         """The PostgreSQL schema this service owns."""
-        return self.service_name.replace("-", "_")
+        return self.database_schema or self.service_name.replace("-", "_")
 
     def check_safe(self) -> None:
         """Refuse development secrets outside development."""

@@ -32,7 +32,6 @@ class UnitOfWork:
         self._prefix = topic_prefix
         self._pending: list[Envelope[EventData]] = []
         self._session: AsyncSession | None = None
-        self.emitted: list[Envelope[EventData]] = []
 
     @property
     def session(self) -> AsyncSession:
@@ -63,6 +62,10 @@ class UnitOfWork:
         """Record ``envelope`` as handled by ``consumer``; False if it already was."""
         return await inbox.claim(self.session, consumer, envelope.id, envelope.type)
 
+    async def seen(self, consumer: str, envelope: Envelope[EventData]) -> bool:
+        """True if ``consumer`` already handled ``envelope`` (claims nothing)."""
+        return await inbox.seen(self.session, consumer, envelope.id)
+
     def emit(self, data: EventData) -> Envelope[EventData]:
         """Queue ``data`` for the outbox; written at :meth:`commit`, in this transaction."""
         traceparent, tracestate = current_trace_headers()
@@ -76,5 +79,4 @@ class UnitOfWork:
         for envelope in self._pending:
             await outbox.add(self.session, envelope, topic_for(envelope.data, self._prefix))
         await self.session.commit()
-        self.emitted.extend(self._pending)
         self._pending.clear()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vidgen_common.runway import MODERATION_PREFIXES, MODERATION_USER_MESSAGE
 from vidgen_gateway.models import Generation, Status
 from vidgen_gateway.schemas import GenerationView
-
-MODERATION_MESSAGE = "The prompt or image was rejected by content moderation."
 
 Presign = Callable[[str], str]
 
 
 def is_moderation(gen: Generation) -> bool:
-    return (gen.runway_failure_code or "").startswith("SAFETY.") or gen.error_code == "moderation"
+    code = gen.runway_failure_code or ""
+    return code.startswith(MODERATION_PREFIXES) or gen.error_code == "moderation"
 
 
 def shown_error(gen: Generation) -> str | None:
@@ -21,7 +21,7 @@ def shown_error(gen: Generation) -> str | None:
     if gen.error_message is None and gen.error_code is None:
         return None
     if is_moderation(gen):
-        return MODERATION_MESSAGE
+        return MODERATION_USER_MESSAGE
     return gen.user_message or gen.error_message
 
 

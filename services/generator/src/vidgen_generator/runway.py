@@ -11,10 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from runwayml import AsyncRunwayML
-
-from vidgen_common.metrics import Metrics
-from vidgen_common.runway import RunwayCallError, classify_error
+from vidgen_common.runway import SdkAdapter
 
 
 @dataclass(frozen=True)
@@ -42,12 +39,8 @@ class RunwayClient(Protocol):
         """``maxConcurrentGenerations`` per model, from ``GET /v1/organization``."""
 
 
-class SdkRunwayClient:
+class SdkRunwayClient(SdkAdapter):
     """:class:`RunwayClient` on ``AsyncRunwayML`` (built with ``max_retries=0``)."""
-
-    def __init__(self, client: AsyncRunwayML, metrics: Metrics | None = None) -> None:
-        self._client = client
-        self._metrics = metrics
 
     async def upload(self, filename: str, data: bytes, content_type: str) -> str:
         try:
@@ -86,15 +79,3 @@ class SdkRunwayClient:
             raise self._failed("organization", exc) from exc
         self._count("organization", "ok")
         return {name: m.max_concurrent_generations for name, m in org.tier.models.items()}
-
-    async def close(self) -> None:
-        await self._client.close()
-
-    def _failed(self, operation: str, exc: Exception) -> RunwayCallError:
-        classified = classify_error(exc)
-        self._count(operation, classified.code)
-        return RunwayCallError(classified)
-
-    def _count(self, operation: str, outcome: str) -> None:
-        if self._metrics is not None:
-            self._metrics.runway_calls.labels(operation, outcome).inc()

@@ -17,9 +17,6 @@ class GeneratorSettings(ServiceSettings):
     service_name: str = Field(
         "generator", description="name in logs, traces and event sources; its PostgreSQL schema"
     )
-    database_schema: str | None = Field(
-        None, description="PostgreSQL schema (default: the service name)"
-    )
     runway: RunwaySettings = Field(default_factory=RunwaySettings)
 
     # The one window that cannot be closed: Runway may have accepted a create whose answer we
@@ -76,10 +73,6 @@ class GeneratorSettings(ServiceSettings):
     submit_poll_interval_s: float = Field(
         1.0, gt=0, description="longest sleep of the submission loop"
     )
-
-    @property
-    def db_schema(self) -> str:
-        return self.database_schema or super().db_schema
 
     def check_safe(self) -> None:
         super().check_safe()

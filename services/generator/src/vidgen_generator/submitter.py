@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 from opentelemetry.trace import Tracer
 
+from vidgen_common.aio import wait_any
 from vidgen_common.logs import generation_id_var
 from vidgen_common.telemetry import context_from
 from vidgen_common.uow import UnitOfWork
@@ -87,7 +88,7 @@ class Submitter:
                 except Exception:
                     log.exception("submission pass failed")
                     delay = self._s.submit_poll_interval_s
-                await _wait_any((self.wake, stop), delay)
+                await wait_any((self.wake, stop), delay)
         finally:
             await self._drain()
 
@@ -204,12 +205,3 @@ class Submitter:
             },
         ):
             yield
-
-
-async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

@@ -6,17 +6,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from vidgen_common.db import run_sql
 from vidgen_common.events import Envelope, EventData
 from vidgen_common.uow import UnitOfWork
 from vidgen_media.models import Transfer
 
 CONSUMER = "media"
-
-_HANDLED = text("SELECT 1 FROM inbox WHERE consumer = :c AND event_id = :e")
 
 
 class SqlTransfers:
@@ -62,9 +58,7 @@ class SqlMediaUnitOfWork:
             self._uow = None
 
     async def handled(self, envelope: Envelope[Any]) -> bool:
-        params = {"c": self._consumer, "e": envelope.id}
-        result = await run_sql(self._inner.session, _HANDLED, params)
-        return result.scalar_one_or_none() is not None
+        return await self._inner.seen(self._consumer, envelope)
 
     async def claim(self, envelope: Envelope[Any]) -> bool:
         return await self._inner.claim(self._consumer, envelope)

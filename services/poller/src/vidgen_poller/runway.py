@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from runwayml import AsyncRunwayML
 from runwayml.types import TaskRetrieveResponse
 from runwayml.types.task_retrieve_response import (
     Failed,
@@ -20,8 +19,7 @@ from runwayml.types.task_retrieve_response import (
     Throttled,
 )
 
-from vidgen_common.metrics import Metrics
-from vidgen_common.runway import RunwayCallError, classify_error
+from vidgen_common.runway import SdkAdapter
 
 Status = Literal["PENDING", "THROTTLED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 ActiveStatus = Literal["PENDING", "THROTTLED", "RUNNING"]
@@ -84,12 +82,8 @@ class RunwayTasks(Protocol):
         """Cancel a running task (or delete a finished one)."""
 
 
-class SdkRunwayTasks:
+class SdkRunwayTasks(SdkAdapter):
     """:class:`RunwayTasks` on ``AsyncRunwayML`` (SDK retries off: we schedule our own)."""
-
-    def __init__(self, client: AsyncRunwayML, metrics: Metrics | None = None) -> None:
-        self._client = client
-        self._metrics = metrics
 
     async def retrieve(self, task_id: str) -> TaskView:
         try:
@@ -105,15 +99,3 @@ class SdkRunwayTasks:
         except Exception as exc:
             raise self._failed("delete", exc) from exc
         self._count("delete", "ok")
-
-    async def close(self) -> None:
-        await self._client.close()
-
-    def _failed(self, operation: str, exc: Exception) -> RunwayCallError:
-        classified = classify_error(exc)
-        self._count(operation, classified.code)
-        return RunwayCallError(classified)
-
-    def _count(self, operation: str, outcome: str) -> None:
-        if self._metrics is not None:
-            self._metrics.runway_calls.labels(operation, outcome).inc()

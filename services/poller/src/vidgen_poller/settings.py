@@ -18,9 +18,6 @@ class PollerSettings(ServiceSettings):
     service_name: str = Field(
         "poller", description="name in logs, traces and event sources; its PostgreSQL schema"
     )
-    database_schema: str | None = Field(
-        None, description="PostgreSQL schema (default: the service name)"
-    )
     runway: RunwaySettings = Field(default_factory=RunwaySettings)
     schedule: ScheduleConfig = Field(
         default_factory=ScheduleConfig, description="knobs of the adaptive schedule (JSON)"
@@ -52,10 +49,6 @@ class PollerSettings(ServiceSettings):
     retry_base_s: float = Field(1.0, ge=0, description="first retry delay of a failed poll")
     retry_cap_s: float = Field(30.0, ge=0, description="longest retry delay of a failed poll")
     done_retention_s: float = Field(7 * 86400.0, gt=0, description="finished tasks kept")
-
-    @property
-    def db_schema(self) -> str:
-        return self.database_schema or super().db_schema
 
     def check_safe(self) -> None:
         super().check_safe()

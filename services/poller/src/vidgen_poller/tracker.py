@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from opentelemetry.trace import Tracer
 
+from vidgen_common.aio import wait_any
 from vidgen_common.events import EventData, GenerationCancelled
 from vidgen_common.logs import generation_id_var
 from vidgen_common.runway import Classified, RunwayCallError, backoff_delay
@@ -89,7 +90,7 @@ class Tracker:
                 except Exception:
                     log.exception("polling pass failed")
                     delay = self._s.max_idle_s
-                await _wait_any((self.wake, stop), delay)
+                await wait_any((self.wake, stop), delay)
         finally:
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=self._s.runway.runway_timeout_s)
@@ -302,12 +303,3 @@ class Tracker:
     def _pause(self, until: datetime) -> None:
         if self._paused_until is None or until > self._paused_until:
             self._paused_until = until
-
-
-async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
@@ -52,9 +52,6 @@ class Envelope(Generic[E]):
     @property
     def key(self) -> bytes:
         return self.data.generation_id.encode()
-
-    def with_trace(self, traceparent: str | None, tracestate: str | None) -> Envelope[E]:
-        return replace(self, traceparent=traceparent, tracestate=tracestate)
 
 
 def topic_for(model: type[EventData] | EventData, prefix: str = "") -> str:

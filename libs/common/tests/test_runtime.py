@@ -80,6 +80,12 @@ async def test_a_service_relays_its_events_to_its_consumers_in_one_trace(
                 'type="vidgen.generation.cancel-requested.v1"} 2.0'
             )
             assert handled_ok in metrics
+
+            async def published_counted() -> bool:
+                text = (await client.get(base + "/metrics")).text
+                return "vidgen_outbox_published_total 2.0" in text
+
+            await wait_until(published_counted, within=10, what="both outbox rows counted")
         rt.stop.set()
         await asyncio.wait_for(task, 30)
     assert [e.data.user_id for e in seen] == ["first", "second"]

@@ -23,14 +23,19 @@ import asyncpg
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from vidgen_common.aio import sleep_unless, wait_any
 from vidgen_common.db import check_schema, run_sql
 from vidgen_common.events import Envelope, EventData, encode
 
 log = logging.getLogger(__name__)
 
+# One round trip: the row, and a notification PostgreSQL delivers when the transaction commits
+# (identical notifications of one transaction are folded into one).
 _INSERT = text(
-    "INSERT INTO outbox (event_id, event_type, topic, key, value, headers) "
-    "VALUES (:event_id, :event_type, :topic, :key, :value, CAST(:headers AS jsonb))"
+    "WITH row AS (INSERT INTO outbox (event_id, event_type, topic, key, value, headers) "
+    "VALUES (:event_id, :event_type, :topic, :key, :value, CAST(:headers AS jsonb)) "
+    "RETURNING id) "
+    "SELECT pg_notify('vidgen_outbox_' || current_schema(), '') FROM row"
 )
 
 
@@ -71,7 +76,6 @@ async def add(session: AsyncSession, envelope: Envelope[EventData], topic: str) 
             "headers": json.dumps([[k, v.decode()] for k, v in headers]),
         },
     )
-    await run_sql(session, "SELECT pg_notify('vidgen_outbox_' || current_schema(), '')")
 
 
 class OutboxRelay:
@@ -104,7 +108,7 @@ class OutboxRelay:
                 await self._lead(stop)
             except Exception as exc:  # database or broker trouble: back off, then lead again
                 log.warning("outbox relay pass failed, retrying: %r", exc)
-                await _wait(stop, self._poll_interval_s)
+                await sleep_unless(stop, self._poll_interval_s)
 
     async def _connect(self) -> asyncpg.Connection:
         conn: asyncpg.Connection = await asyncpg.connect(
@@ -117,7 +121,7 @@ class OutboxRelay:
         try:
             key = f"vidgen-outbox:{self._schema}"
             while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
-                if await _wait(stop, self._poll_interval_s):
+                if await sleep_unless(stop, self._poll_interval_s):
                     return
             await conn.add_listener(channel_for(self._schema), self._on_notify)
             log.info("outbox relay for %s is active", self._schema)
@@ -129,7 +133,7 @@ class OutboxRelay:
                 if time.monotonic() - last_purge > 60:
                     await self._purge(conn)
                     last_purge = time.monotonic()
-                await _wait_any((self._wake, stop), self._poll_interval_s)
+                await wait_any((self._wake, stop), self._poll_interval_s)
         finally:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
@@ -177,19 +181,3 @@ class OutboxRelay:
             "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
             self._retention_s,
         )
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; True if ``stop`` was set meanwhile."""
-    await _wait_any((stop,), seconds)
-    return stop.is_set()
-
-
-async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
-    """Return when any of ``events`` is set, or after ``seconds``."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

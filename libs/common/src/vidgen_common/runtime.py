@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from vidgen_common.aio import sleep_unless
 from vidgen_common.bus import ConsumerRunner, Handler, KafkaPublisher, ensure_topics
 from vidgen_common.db import asyncpg_dsn, create_engine, session_factory
 from vidgen_common.events import EventData, topic_for
@@ -139,7 +140,7 @@ class ServiceRuntime:
             loops += [(f"consumer-{i}", c.run) for i, c in enumerate(self.consumers)]
             loops += self._loops
         if self.settings.http_port:
-            loops.append(("http", self._serve_http if role == "relay" else self._serve_app))
+            loops.append(("http", self._serve_http))
         tasks = [asyncio.create_task(fn(self.stop), name=name) for name, fn in loops]
         self.ready.set()
         log.info("%s running as %s (%s)", self.name, role, ", ".join(n for n, _ in loops))
@@ -161,10 +162,14 @@ class ServiceRuntime:
 
     async def _relay_loop(self, stop: asyncio.Event) -> None:
         async def observe() -> None:
-            while not stop.is_set():
+            reported = 0
+            while True:
                 self.metrics.outbox_lag.set(self.relay.lag_seconds)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1)
+                total = self.relay.published_total
+                self.metrics.outbox_published.inc(total - reported)
+                reported = total
+                if await sleep_unless(stop, 1.0):
+                    return
 
         watcher = asyncio.create_task(observe())
         try:
@@ -211,12 +216,12 @@ class ServiceRuntime:
         )
 
     async def _serve_http(self, stop: asyncio.Event) -> None:
-        await serve_http(self.ops_app(), self.settings.http_host, self.settings.http_port, stop)
-
-    async def _serve_app(self, stop: asyncio.Event) -> None:
-        """Serve the service's own ASGI app (:attr:`app`, e.g. the gateway's API) or ops only."""
-        app = self.app if self.app is not None else self.ops_app()
-        await serve_http(app, self.settings.http_host, self.settings.http_port, stop)
+        """The service's own ASGI app (:attr:`app`, e.g. the gateway's API) in a worker;
+        otherwise, and always in a relay process, only the ops endpoints."""
+        app = self.app if self.app is not None and self.settings.role != "relay" else None
+        await serve_http(
+            app or self.ops_app(), self.settings.http_host, self.settings.http_port, stop
+        )
 
 
 async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event) -> None:

@@ -1,3 +1,3 @@
 """Root conftest: the shared fixtures for real PostgreSQL, Kafka and S3."""
 
-pytest_plugins = ["vidgen_common.testing"]
+pytest_plugins = ["vidgen_testing.plugin"]

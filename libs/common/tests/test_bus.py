@@ -21,8 +21,8 @@ from vidgen_common.metrics import Metrics
 from vidgen_common.outbox import Record
 from vidgen_common.settings import KafkaSettings
 from vidgen_common.telemetry import current_trace_headers
-from vidgen_common.testing import unique, wait_until
 from vidgen_common.uow import UnitOfWork
+from vidgen_testing import unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -338,3 +338,86 @@ async def test_a_dead_letter_replayed_after_the_fix_is_handled_once(
     assert await replay(kafka_settings, letters) == 1  # replayed twice by mistake ...
     await wait_until(lambda: effects.calls >= 2, what="the second replay delivered")
     assert await effects.rows() == [("g-dlq", "u")]  # ... still one effect
+
+
+async def test_a_handler_whose_database_is_away_waits_for_it_and_is_never_dead_lettered(
+    sessions: async_sessionmaker[AsyncSession],
+    publisher: KafkaPublisher,
+    kafka_settings: KafkaSettings,
+    topic: str,
+    cancel_event: MakeEvent,
+) -> None:
+    """Many more transient failures than handler_retries: the event waits, then has its effect."""
+    import socket
+
+    import asyncpg
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    down_dsn = f"postgresql://postgres@127.0.0.1:{closed_port}/vidgen"  # nothing listens there
+    effects = Effects(sessions, "c1")
+    outage = {"tries": 0}
+
+    async def needs_the_database(env: Envelope[GenerationCancelRequested]) -> None:
+        if outage["tries"] < 8:  # handler_retries is 2: the old runner gave up after 3
+            outage["tries"] += 1
+            await asyncpg.connect(down_dsn, timeout=2)  # a real refused connection
+        await effects(env)
+
+    settings = kafka_settings.model_copy(update={"retry_backoff_max_ms": 100})
+    runner = ConsumerRunner(
+        settings,
+        group_id=unique("g-"),
+        handlers={TOPIC_MODEL: needs_the_database},
+        dead_letters=publisher,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await publisher.publish(
+            [record_of(Envelope(data=cancel_event("g-wait"), source="/t"), topic)]
+        )
+        stalled = await wait_until(lambda: runner.stalled_s, what="the consumer reports a stall")
+        assert stalled >= 0
+        await wait_until(effects.rows, what="the effect once the database answers")
+        assert runner.stalled_s is None
+        assert outage["tries"] == 8
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    dlq = AIOKafkaConsumer(
+        topic + ".dlq", bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await dlq.start()
+    try:
+        assert await dlq.getmany(timeout_ms=1000) == {}
+    finally:
+        await dlq.stop()
+
+
+async def test_a_dead_lettered_event_is_handed_to_the_services_hook_with_its_reason(
+    publisher: KafkaPublisher,
+    topic: str,
+    start: Callable[..., Running],
+    cancel_event: MakeEvent,
+) -> None:
+    seen: list[tuple[str, str]] = []
+    hook_tries = {"n": 0}
+
+    async def broken(env: Envelope[GenerationCancelRequested]) -> None:
+        raise ValueError("a bug")
+
+    async def hook(env: Envelope[GenerationCancelRequested], reason: str) -> None:
+        hook_tries["n"] += 1
+        if hook_tries["n"] < 3:
+            raise ConnectionRefusedError("database restarting")  # transient: tried again
+        seen.append((env.data.generation_id, reason))
+
+    await publisher.publish([record_of(Envelope(data=cancel_event("g-hook"), source="/t"), topic)])
+    start(broken, unique("g-"), on_dead_letter=hook)
+    await wait_until(lambda: seen, what="the hook called")
+    [(gid, reason)] = seen
+    assert gid == "g-hook"
+    assert "a bug" in reason
+    assert hook_tries["n"] == 3

@@ -12,10 +12,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from vidgen_common.db import asyncpg_dsn, run_sql
 from vidgen_common.events import Envelope, GenerationCancelRequested, decode
 from vidgen_common.migrations import COMMON_MIGRATIONS, Migration, migrate
-from vidgen_common.outbox import OutboxRelay
+from vidgen_common.relay import OutboxRelay, PublishError
 from vidgen_common.settings import DatabaseSettings
-from vidgen_common.testing import MemorySink, wait_until
 from vidgen_common.uow import UnitOfWork
+from vidgen_testing import MemorySink, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ async def test_migrations_apply_once_even_when_racing(engine: AsyncEngine, db_sc
     results = await asyncio.gather(
         *(migrate(engine, db_schema, [*COMMON_MIGRATIONS, EFFECTS]) for _ in range(3))
     )
-    assert sorted(len(r) for r in results) == [0, 0, 2]
+    assert sorted(len(r) for r in results) == [0, 0, len(COMMON_MIGRATIONS) + 1]
     assert await migrate(engine, db_schema, [*COMMON_MIGRATIONS, EFFECTS]) == []
 
 
@@ -100,7 +100,7 @@ async def test_relay_publishes_in_order_and_republishes_after_a_crash_before_mar
     sink = MemorySink()
     sink.fail_after_publish = 1
     relay = OutboxRelay(asyncpg_dsn(db_settings.database_url), db_schema, sink, batch_size=4)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(PublishError):
         await relay.publish_pending()
     assert len(sink.records) == 4
     assert await count(sessions, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 10
@@ -140,3 +140,57 @@ async def test_relay_wakes_on_notify_and_only_one_relay_leads(
     finally:
         stop.set()
         await asyncio.gather(*tasks)
+
+
+async def test_purge_removes_old_finished_rows_in_batches_and_keeps_the_rest(
+    cancel_event: MakeEvent,
+    sessions: async_sessionmaker[AsyncSession],
+    db_settings: DatabaseSettings,
+    db_schema: str,
+) -> None:
+    for i in range(7):
+        async with UnitOfWork(sessions, source="/test", topic_prefix="p.") as uow:
+            assert await uow.claim("c", Envelope(data=cancel_event(f"in{i}"), source="/t"))
+            uow.emit(cancel_event(f"g{i}"))
+            await uow.commit()
+    async with sessions() as s:
+        # 5 published 2 days ago, 1 published just now, 1 still pending (and old: never purged)
+        await run_sql(
+            s,
+            "UPDATE outbox SET published_at = now() - interval '2 days' "
+            "WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 5)",
+        )
+        await run_sql(
+            s,
+            "UPDATE outbox SET published_at = now() WHERE id = (SELECT id FROM outbox "
+            "WHERE published_at IS NULL ORDER BY id LIMIT 1)",
+        )
+        await run_sql(
+            s, "UPDATE outbox SET created_at = now() - interval '3 days' WHERE published_at IS NULL"
+        )
+        # 6 events handled 8 days ago, 1 just now
+        await run_sql(
+            s,
+            "UPDATE inbox SET handled_at = now() - interval '8 days' WHERE event_id IN "
+            "(SELECT event_id FROM inbox ORDER BY handled_at LIMIT 6)",
+        )
+        await s.commit()
+    relay = OutboxRelay(
+        asyncpg_dsn(db_settings.database_url),
+        db_schema,
+        MemorySink(),
+        retention_s=86_400,
+        inbox_retention_s=7 * 86_400,
+        purge_batch=2,
+    )
+    removed = [await relay.purge_batch() for _ in range(4)]
+    assert removed == [4, 4, 3, 0]  # 2 + 2, 2 + 2, 1 + 2, nothing left
+    assert await count(sessions, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
+    assert await count(sessions, "SELECT count(*) FROM outbox") == 2
+    assert await count(sessions, "SELECT count(*) FROM inbox") == 1
+    assert (
+        await count(
+            sessions, "SELECT count(*) FROM inbox WHERE handled_at > now() - interval '1 hour'"
+        )
+        == 1
+    )

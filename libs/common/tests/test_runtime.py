@@ -19,7 +19,7 @@ from vidgen_common.settings import (
     ServiceSettings,
     TelemetrySettings,
 )
-from vidgen_common.testing import wait_until
+from vidgen_testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,10 @@ async def test_a_service_relays_its_events_to_its_consumers_in_one_trace(
             assert (await client.get(base + "/healthz")).json()["status"] == "ok"
             ready = await client.get(base + "/readyz")
             assert ready.status_code == 200, ready.text
-            assert ready.json() == {"status": "ok", "database": "ok", "kafka": "ok"}
+            assert ready.json() == {
+                "status": "ok",
+                "checks": {"database": "ok", "kafka": "ok", "topics": "ok", "relay": "ok"},
+            }
             metrics = (await client.get(base + "/metrics")).text
             handled_ok = (
                 'vidgen_events_handled_total{consumer="t",outcome="ok",'
@@ -93,3 +96,105 @@ async def test_a_service_relays_its_events_to_its_consumers_in_one_trace(
     spans = [json.loads(line) for line in trace_file.read_text().splitlines()]
     assert {s["name"] for s in spans} >= {"api request", "handle generation.cancel-requested"}
     assert len({s["trace_id"] for s in spans}) == 1
+
+
+async def test_a_relay_or_a_service_without_an_app_answers_404_off_its_ops_paths(
+    kafka_settings: KafkaSettings, db_settings: DatabaseSettings, db_schema: str
+) -> None:
+    port = free_port()
+    settings = ServiceSettings(
+        service_name=db_schema, http_port=port, kafka=kafka_settings, db=db_settings
+    )
+    async with (
+        ServiceRuntime(settings, configure_logs=False) as rt,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
+    ):
+        task = asyncio.create_task(rt.run(install_signals=False))
+        try:
+            await asyncio.wait_for(rt.ready.wait(), 30)
+            assert (await client.get("/nothing")).status_code == 404
+            assert (await client.get("/healthz")).status_code == 200
+        finally:
+            rt.stop.set()
+            await asyncio.wait_for(task, 30)
+
+
+async def test_a_worker_answers_starting_before_its_service_is_bootstrapped(
+    kafka_settings: KafkaSettings, db_settings: DatabaseSettings, db_schema: str
+) -> None:
+    """The HTTP port opens while the runtime still waits for the database and the broker,
+    before the service's bootstrap has said whether it serves an API: a request then must hear
+    "starting, retry", not a 404 a client would take for "no such resource" (a gateway
+    restarted under a client registering a webhook answered 404 in that window)."""
+    port = free_port()
+    settings = ServiceSettings(
+        service_name=db_schema, http_port=port, kafka=kafka_settings, db=db_settings
+    )
+    async with (
+        ServiceRuntime(settings, configure_logs=False),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
+    ):
+        # entered (the database and broker answered) but not bootstrapped nor run yet
+        early = await client.get("/api/anything")
+        assert early.status_code == 503
+        assert early.json()["error"]["code"] == "starting"
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_the_service_app_is_served_once_its_start_up_steps_are_done(
+    kafka_settings: KafkaSettings, db_settings: DatabaseSettings, db_schema: str
+) -> None:
+    """Until a step of ``add_startup`` succeeds (it fails transiently first), ``/readyz``
+    says what is awaited and the app given to ``serve`` is not answering; then it is."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    port = free_port()
+    settings = ServiceSettings(
+        service_name=db_schema,
+        http_port=port,
+        kafka=kafka_settings,
+        db=db_settings,
+        startup_backoff_max_s=0.2,
+    )
+    gate = asyncio.Event()
+    tries = 0
+
+    async def step() -> None:
+        nonlocal tries
+        tries += 1
+        if not gate.is_set():
+            raise ConnectionRefusedError("the object store is away")
+
+    async def own(_: object) -> PlainTextResponse:
+        return PlainTextResponse("the service's own")
+
+    base = f"http://127.0.0.1:{port}"
+    async with (
+        ServiceRuntime(settings, configure_logs=False) as rt,
+        httpx.AsyncClient(base_url=base, timeout=5) as client,
+    ):
+        rt.add_startup("the object store", step)
+        rt.serve(Starlette(routes=[Route("/own", own)]))
+        task = asyncio.create_task(rt.run(install_signals=False))
+        try:
+
+            async def waiting() -> bool:
+                r = await client.get("/readyz")
+                return r.status_code == 503 and "the object store" in r.text
+
+            await wait_until(waiting, within=20, what="readyz naming the object store")
+            assert tries >= 1
+            # Only the ops app so far: the service's own routes answer "starting, retry" (a
+            # client must not take a starting gateway's 404 for "no such resource").
+            early = await client.get("/own")
+            assert early.status_code == 503
+            assert early.headers["retry-after"] == "1"
+            assert early.json()["error"]["code"] == "starting"
+            gate.set()
+            await asyncio.wait_for(rt.ready.wait(), 20)
+            assert (await client.get("/own")).text == "the service's own"
+        finally:
+            rt.stop.set()
+            await asyncio.wait_for(task, 30)

@@ -91,3 +91,37 @@ async def test_wrong_credentials_are_refused(s3_settings: S3Settings) -> None:
     bad = MinioStorage(s3_settings.model_copy(update={"access_key": "nobody"}))
     with pytest.raises(StorageError):
         await bad.ensure_bucket()
+
+
+async def test_download_to_streams_the_object_into_a_file(storage: MinioStorage, tmp_path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    put = await storage.put_bytes("videos/u/d.mp4", data, "video/mp4")
+    path = tmp_path / "copy"
+    path.write_bytes(b"old content, replaced")
+    got = await storage.download_to("videos/u/d.mp4", path)
+    assert path.read_bytes() == data
+    assert (got.size, got.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert got.etag == (put.etag or "").strip('"')
+    with pytest.raises(StorageError):
+        await storage.download_to("videos/u/missing.mp4", path)
+
+
+async def test_incomplete_uploads_are_listed_by_prefix_and_aborted(storage: MinioStorage) -> None:
+    """An upload left by a crash (created, a part sent, never completed)."""
+
+    def begin(key: str) -> str:
+        client = storage._client
+        upload_id = client._create_multipart_upload(storage.bucket, key, {})
+        client._upload_part(storage.bucket, key, os.urandom(1024), None, upload_id, 1)
+        return str(upload_id)
+
+    left = await asyncio.to_thread(begin, "videos/u/crashed.mp4")
+    other = await asyncio.to_thread(begin, "images/u/other.png")
+    found = await storage.incomplete_uploads("videos/")
+    assert [(u.key, u.upload_id) for u in found] == [("videos/u/crashed.mp4", left)]
+    assert found[0].initiated is not None
+    await storage.abort_upload("videos/u/crashed.mp4", left)
+    await storage.abort_upload("videos/u/crashed.mp4", left)  # gone already: fine
+    assert await storage.incomplete_uploads("videos/") == []
+    assert [u.upload_id for u in await storage.incomplete_uploads("images/")] == [other]
+    await storage.abort_upload("images/u/other.png", other)

@@ -27,10 +27,19 @@ class DevTokenSettings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_dev_ttl_s: int = Field(12 * 3600, ge=1)
+    jwt_roles_claim: str = "roles"
+    admin_role: str = "admin"
 
 
-def mint_dev_token(settings: DevTokenSettings, user_id: str, ttl_s: int | None = None) -> str:
-    """An HS256 token for ``user_id`` that a gateway with the same settings accepts."""
+def mint_dev_token(
+    settings: DevTokenSettings,
+    user_id: str,
+    ttl_s: int | None = None,
+    *,
+    roles: tuple[str, ...] = (),
+) -> str:
+    """An HS256 token for ``user_id`` that a gateway with the same settings accepts; ``roles``
+    go in the roles claim (``(settings.admin_role,)`` makes an administrator)."""
     if settings.env == "production" or settings.jwt_jwks_url:
         raise ValueError("development tokens are not accepted by this configuration")
     if not SUBJECT.match(user_id):
@@ -41,6 +50,8 @@ def mint_dev_token(settings: DevTokenSettings, user_id: str, ttl_s: int | None =
         "iat": now,
         "exp": now + (ttl_s or settings.jwt_dev_ttl_s),
     }
+    if roles:
+        claims[settings.jwt_roles_claim] = list(roles)
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:

@@ -6,7 +6,8 @@ VidgenError
 │   ├── UnknownEventType    a CloudEvent whose type no model is registered for
 │   └── MalformedEvent      headers or payload that do not decode into an event
 ├── StorageError            the object store refused or failed an operation
-└── PermanentError          raised by a handler when retrying cannot help (straight to DLQ)
+├── PermanentError          raised by a handler when retrying cannot help (straight to DLQ)
+└── TransientError          a dependency is away for now: retried until it is back, never DLQ
 """
 
 
@@ -36,3 +37,11 @@ class StorageError(VidgenError):
 
 class PermanentError(VidgenError):
     """Raised by an event handler when retrying cannot help: the record goes to the DLQ."""
+
+
+class TransientError(VidgenError):
+    """Raised when a dependency is unavailable for now: the work is retried until it is back.
+
+    :func:`vidgen_common.transient.is_transient` also recognises the database, Kafka, object
+    store and network errors that mean the same without this class.
+    """

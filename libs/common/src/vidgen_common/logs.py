@@ -32,6 +32,8 @@ class JsonFormatter(logging.Formatter):
             entry["generation_id"] = gid
         if (tid := current_trace_id()) is not None:
             entry["trace_id"] = tid
+        if isinstance(timings := getattr(record, "timings", None), dict):
+            entry["timings"] = timings  # stage times of one piece of work (benchmarks read them)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -1,15 +1,19 @@
 """Explicit, ordered schema migrations, applied at start-up under an advisory lock.
 
-Each migration is plain SQL (reviewable, no autogeneration) identified by
-``(component, version)``; applied ones are recorded in ``schema_migrations`` of the
-service's schema. Concurrent replicas serialise on the lock, so each migration runs once.
+Each migration is a plain SQL file (reviewable, no autogeneration) in a package's
+``migrations/`` directory (the common tables' in ``vidgen_common/schema/``), named
+``NNNN_<name>.sql`` and identified by ``(component, version)``; applied ones are recorded in
+``schema_migrations`` of the service's schema, so a database migrated before keeps its
+history. Concurrent replicas serialise on the lock, so each migration runs once.
 A migration is never edited after release: add a new one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,34 +29,41 @@ class Migration:
     statements: tuple[str, ...]
 
 
-COMMON_MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        "common",
-        1,
-        "outbox and inbox",
-        (
-            """CREATE TABLE outbox (
-                id bigserial PRIMARY KEY,
-                event_id text NOT NULL UNIQUE,
-                event_type text NOT NULL,
-                topic text NOT NULL,
-                key bytea NOT NULL,
-                value bytea NOT NULL,
-                headers jsonb NOT NULL,
-                created_at timestamptz NOT NULL DEFAULT now(),
-                published_at timestamptz
-            )""",
-            "CREATE INDEX outbox_pending ON outbox (id) WHERE published_at IS NULL",
-            """CREATE TABLE inbox (
-                consumer text NOT NULL,
-                event_id text NOT NULL,
-                event_type text NOT NULL,
-                handled_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (consumer, event_id)
-            )""",
-        ),
-    ),
-)
+def load_migrations(package: str, component: str) -> tuple[Migration, ...]:
+    """The migrations of ``component``: the ``NNNN_<name>.sql`` files of ``package``, in order.
+
+    ``NNNN`` is the version; the file's first line, ``-- <name>``, is the name recorded in
+    ``schema_migrations``. Statements end with ``;`` at the end of a line; ``--`` lines are
+    comments.
+    """
+    found: list[Migration] = []
+    for entry in resources.files(package).iterdir():
+        match = _FILE.fullmatch(entry.name)
+        if match is None:
+            continue
+        sql = entry.read_text(encoding="utf-8")
+        first, _, _ = sql.partition("\n")
+        if not first.startswith("-- "):
+            raise ValueError(f"{package}/{entry.name}: the first line must be '-- <name>'")
+        found.append(Migration(component, int(match[1]), first[3:].strip(), split_sql(sql)))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise ValueError(f"{package}: migration versions must be 1..n, found {versions}")
+    return tuple(found)
+
+
+def split_sql(sql: str) -> tuple[str, ...]:
+    """The statements of a migration file, without comment lines (``;`` ends a statement
+    only at the end of a line)."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    parts = re.split(r";[ \t]*(?:\n|$)", "\n".join(lines))
+    return tuple(p.strip() for p in parts if p.strip())
+
+
+_FILE = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+
+COMMON_MIGRATIONS: tuple[Migration, ...] = load_migrations("vidgen_common.schema", "common")
 
 
 async def migrate(engine: AsyncEngine, schema: str, migrations: Sequence[Migration]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from aiokafka.helpers import create_ssl_context
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vidgen_common.errors import ConfigurationError
@@ -57,6 +57,12 @@ class KafkaSettings(BaseSettings):
     handler_retries: int = Field(5, ge=0, description="retries of a failing handler before DLQ")
     retry_backoff_ms: int = Field(200, ge=0, description="first retry delay, doubled each retry")
     retry_backoff_max_ms: int = Field(10_000, ge=0, description="longest retry delay")
+    check_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="how often a service checks that its topics exist (recreating missing "
+        "ones) and that the broker still holds what it acknowledged",
+    )
 
     def client_options(self) -> dict[str, Any]:
         """Connection options shared by aiokafka producers, consumers and admin clients."""
@@ -91,6 +97,9 @@ class DatabaseSettings(BaseSettings):
     )
     database_pool_size: int = Field(10, ge=1, description="connections kept per process")
     database_echo: bool = Field(False, description="log every SQL statement")
+    database_connect_timeout_s: float = Field(
+        10.0, gt=0, description="longest wait for a new database connection"
+    )
 
 
 class S3Settings(BaseSettings):
@@ -123,6 +132,53 @@ class TelemetrySettings(BaseSettings):
     vidgen_log_level: str = Field("INFO", description="log level (JSON logs on stderr)")
 
 
+class OutboxSettings(BaseSettings):
+    """The outbox relay: bounds on its database calls, its lease, what it keeps and replays."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDGEN_OUTBOX_", extra="ignore")
+
+    command_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="bound of every database call of the relay; a connection that does not "
+        "answer in time is dropped and opened again",
+    )
+    lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="a relay whose heartbeat is older than this is taken over by a standby "
+        "(its database session is terminated); keep it above the command timeout",
+    )
+    retention_s: float = Field(
+        86_400.0, gt=0, description="published rows are kept this long (what a replay can resend)"
+    )
+    inbox_retention_s: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        description="handled events are remembered (deduplicated) this long; keep it above "
+        "the topics' retention (Kafka's default: 7 days), since a consumer may read a "
+        "partition again from its start",
+    )
+    replay_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="when the broker lost data, rows published up to this long before the "
+        "last moment it was known to hold them are published again (covers consumers that "
+        "lagged); duplicates are dropped by the consumers' inboxes",
+    )
+
+    @model_validator(mode="after")
+    def _inbox_outlives_replays(self) -> OutboxSettings:
+        # an event can be published again (a replay) as long as its outbox row is kept and
+        # replay_s beyond: its consumers must still remember it
+        if self.inbox_retention_s < self.retention_s + self.replay_s:
+            raise ConfigurationError(
+                "VIDGEN_OUTBOX_INBOX_RETENTION_S must be at least VIDGEN_OUTBOX_RETENTION_S + "
+                "VIDGEN_OUTBOX_REPLAY_S: a replayed event must still be known to its consumers"
+            )
+        return self
+
+
 class ServiceSettings(BaseSettings):
     """Base for every service's settings."""
 
@@ -142,7 +198,14 @@ class ServiceSettings(BaseSettings):
         description="all: handlers and outbox relay in one process; worker: handlers only; "
         "relay: only the outbox relay (run one relay process beside worker processes)",
     )
+    startup_backoff_max_s: float = Field(
+        10.0,
+        gt=0,
+        description="longest pause between start-up attempts while the database or the "
+        "broker cannot be reached (the process waits, not ready, instead of exiting)",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)

@@ -15,7 +15,8 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import BinaryIO, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -47,6 +48,15 @@ class ObjectInfo:
     etag: str | None = None
 
 
+@dataclass(frozen=True)
+class IncompleteUpload:
+    """A multipart upload begun and neither completed nor aborted (its parts take space)."""
+
+    key: str
+    upload_id: str
+    initiated: datetime | None
+
+
 class Storage(Protocol):
     """What services need from an object store."""
 
@@ -71,6 +81,18 @@ class Storage(Protocol):
     async def remove(self, key: str) -> None: ...
 
     def presigned_get(self, key: str, ttl_s: int | None = None) -> str: ...
+
+    async def download_to(self, key: str, path: Path) -> StoredObject:
+        """Stream the object into the file at ``path`` (replaced), with its size and sha256."""
+        ...
+
+    async def incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        """Multipart uploads under ``prefix`` that were never completed or aborted."""
+        ...
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one multipart upload (gone already: no error)."""
+        ...
 
 
 def _client(endpoint: str, settings: S3Settings) -> Minio:
@@ -251,6 +273,58 @@ class MinioStorage:
 
     async def remove(self, key: str) -> None:
         await self._run(lambda: self._client.remove_object(self.bucket, key))
+
+    async def download_to(self, key: str, path: Path) -> StoredObject:
+        def work() -> StoredObject:
+            digest = hashlib.sha256()
+            size = 0
+            response = self._client.get_object(self.bucket, key)
+            try:
+                with path.open("wb") as out:
+                    for chunk in response.stream(1024 * 1024):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        out.write(chunk)
+                etag = response.headers.get("etag")
+            finally:
+                response.close()
+                response.release_conn()
+            return StoredObject(key, size, digest.hexdigest(), etag.strip('"') if etag else None)
+
+        return await self._run(work)
+
+    async def incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        """Listed without a prefix and filtered here: MinIO lists an upload under a prefix
+        only when the prefix is the whole key, and nanio ignores the prefix."""
+
+        def work() -> list[IncompleteUpload]:
+            found: list[IncompleteUpload] = []
+            marker: str | None = None
+            for _ in range(1000):  # pages of 1000; bounded whatever the server answers
+                page = self._client._list_multipart_uploads(
+                    self.bucket, key_marker=marker, max_uploads=1000
+                )
+                found += [
+                    IncompleteUpload(u.object_name, u.upload_id, u.initiated_time)
+                    for u in page.uploads
+                    if u.object_name.startswith(prefix) and u.upload_id
+                ]
+                if not page.is_truncated or not page.next_key_marker:
+                    break
+                marker = page.next_key_marker
+            return found
+
+        return await self._run(work)
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        def work() -> None:
+            try:
+                self._client._abort_multipart_upload(self.bucket, key, upload_id)
+            except S3Error as exc:
+                if exc.code != "NoSuchUpload":
+                    raise
+
+        await self._run(work)
 
     def presigned_get(self, key: str, ttl_s: int | None = None) -> str:
         """A GET URL signed for the public endpoint; computed locally, no request made."""

@@ -1,6 +1,6 @@
 """Unit of work: one transaction holding the inbox claim, the state change and the outbox.
 
-    async with UnitOfWork(sessions, publisher_source="/generator", topic_prefix=p) as uow:
+    async with UnitOfWork(sessions, source="/vidgen/generator", topic_prefix=p) as uow:
         if not await uow.claim("generator", envelope):
             return                                 # handled before: no second effect
         ...change rows through uow.session...
@@ -14,6 +14,7 @@ current trace context, so the relay publishes them in the trace that caused them
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -68,12 +69,22 @@ class UnitOfWork:
 
     def emit(self, data: EventData) -> Envelope[EventData]:
         """Queue ``data`` for the outbox; written at :meth:`commit`, in this transaction."""
-        traceparent, tracestate = current_trace_headers()
-        envelope: Envelope[EventData] = Envelope(
-            data=data, source=self._source, traceparent=traceparent, tracestate=tracestate
-        )
+        envelope = self._envelope(data)
         self._pending.append(envelope)
         return envelope
+
+    def outbox_row(self, data: EventData) -> dict[str, Any]:
+        """The outbox row of ``data`` (see :func:`vidgen_common.outbox.row`), for a statement
+        of the caller's that writes it with its own rows in one round trip; unlike
+        :meth:`emit`, nothing is written at :meth:`commit`."""
+        envelope = self._envelope(data)
+        return outbox.row(envelope, topic_for(envelope.data, self._prefix))
+
+    def _envelope(self, data: EventData) -> Envelope[EventData]:
+        traceparent, tracestate = current_trace_headers()
+        return Envelope(
+            data=data, source=self._source, traceparent=traceparent, tracestate=tracestate
+        )
 
     async def commit(self) -> None:
         for envelope in self._pending:

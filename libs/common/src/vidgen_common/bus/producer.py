@@ -3,44 +3,93 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from vidgen_common.outbox import Record
+from vidgen_common.errors import TransientError
+from vidgen_common.outbox import Ack, Record
 from vidgen_common.settings import KafkaSettings
+
+
+class TopicsMissing(TransientError):
+    """The broker does not list a topic we were about to write to (it lost it, or it is not
+    created yet): nothing was sent, so that no write is acknowledged into a topic that does not
+    exist (a broker restarted empty does that for clients holding its old metadata)."""
+
+    def __init__(self, topics: Sequence[str]) -> None:
+        super().__init__(f"the broker does not list topic(s) {', '.join(topics)}")
+        self.topics = list(topics)
 
 
 class KafkaPublisher:
     """Publishes records and waits for the broker's acknowledgement of every one.
 
     Implements :class:`vidgen_common.outbox.RecordSink`. Records of one key go to one
-    partition and aiokafka keeps their order within a partition.
+    partition and aiokafka keeps their order within a partition. Before each batch the
+    cluster's topic list is read (one metadata round trip): a topic the broker does not list
+    raises :class:`TopicsMissing` instead of being written to.
     """
 
     def __init__(self, settings: KafkaSettings, client_id: str) -> None:
-        self._producer = AIOKafkaProducer(
-            **settings.client_options(),
-            client_id=client_id,
+        self._settings = settings
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        s = self._settings
+        return AIOKafkaProducer(
+            **s.client_options(),
+            client_id=self._client_id,
             acks="all",
-            enable_idempotence=settings.enable_idempotence,
-            compression_type=None if settings.compression_type == "none" else "gzip",
+            enable_idempotence=s.enable_idempotence,
+            compression_type=None if s.compression_type == "none" else "gzip",
             linger_ms=2,
         )
 
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
     async def start(self) -> None:
-        await self._producer.start()
+        """Connect (raises while the broker cannot be reached; call again to retry)."""
+        if self._producer is not None:
+            return
+        producer = self._new_producer()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
 
-    async def publish(self, records: Sequence[Record]) -> None:
+    def _running(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise TransientError("the Kafka producer is not connected yet")
+        return self._producer
+
+    async def publish(self, records: Sequence[Record]) -> list[Ack]:
+        """Send ``records`` and return where each was written, in order."""
+        producer = self._running()
+        if not records:
+            return []
+        listed = (await producer.client.fetch_all_metadata()).topics()
+        missing = sorted({r.topic for r in records} - set(listed))
+        if missing:
+            raise TopicsMissing(missing)
         futures = [
-            await self._producer.send(r.topic, r.value, key=r.key, headers=r.headers)
-            for r in records
+            await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records
         ]
-        await asyncio.gather(*futures)
+        written = await asyncio.gather(*futures)
+        return [Ack(m.topic, m.partition, m.offset) for m in written]
 
     async def ping(self) -> None:
         """Raise unless the cluster answers a metadata request."""
-        await self._producer.client.fetch_all_metadata()
+        await self._running().client.fetch_all_metadata()

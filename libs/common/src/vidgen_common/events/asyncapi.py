@@ -1,28 +1,27 @@
 """The AsyncAPI 3 document of vidgen's events, built from the event models.
 
 ``docs/events.asyncapi.yaml`` is generated from :func:`build_document` by
-``scripts/gen_asyncapi.py``; a test fails when the file drifts from the models.
+``scripts/gen_asyncapi.py``, which passes each service's declared emits and its consumer's
+handler table (the lib knows no service); a test fails when the file drifts from them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vidgen_common.events.envelope import dlq_topic, topic_for
 from vidgen_common.events.models import ALL_EVENTS, EventData
 
-PRODUCERS: dict[str, str] = {
-    "generation.requested": "gateway",
-    "generation.cancel-requested": "gateway",
-    "generation.task-submitted": "generator",
-    "generation.task-progressed": "poller",
-    "generation.video-ready": "poller",
-    "generation.video-url-expired": "media",
-    "generation.task-output-rejected": "poller",
-    "generation.completed": "media",
-    "generation.failed": "generator, poller or media",
-    "generation.cancelled": "generator or poller",
-}
+Services = Mapping[str, Sequence[type[EventData]]]
+"""Service name → event types (what each emits, or what its consumer's handler table reads)."""
+
+
+def _who(services: Services, model: type[EventData], joined_by: str) -> str:
+    names = [name for name, models in services.items() if model in models]
+    if not names:
+        return "no service"
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {joined_by} {names[-1]}"
 
 
 def _channel_id(model: type[EventData]) -> str:
@@ -50,8 +49,9 @@ def _headers(model: type[EventData]) -> dict[str, Any]:
     }
 
 
-def build_document() -> dict[str, Any]:
-    """The AsyncAPI 3.0 document (a plain dict, ready to dump as YAML)."""
+def build_document(producers: Services, consumers: Services) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document (a plain dict, ready to dump as YAML): ``producers`` send,
+    ``consumers`` receive."""
     schemas: dict[str, Any] = {}
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -66,6 +66,7 @@ def build_document() -> dict[str, Any]:
         name = model.__name__
         channel = _channel_id(model)
         topic = topic_for(model)
+        sent_by, read_by = _who(producers, model, "or"), _who(consumers, model, "and")
         messages[name] = {
             "name": name,
             "title": name,
@@ -85,8 +86,8 @@ def build_document() -> dict[str, Any]:
             "address": topic,
             "title": topic,
             "description": (
-                f"One topic per event type, keyed by generation id. Produced by "
-                f"{PRODUCERS[model.name]}. Records that a consumer cannot handle go to "
+                f"One topic per event type, keyed by generation id. Produced by {sent_by}; "
+                f"consumed by {read_by}. Records that a consumer cannot handle go to "
                 f"{dlq_topic(topic)}."
             ),
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
@@ -94,10 +95,17 @@ def build_document() -> dict[str, Any]:
         }
         operations[f"send{name}"] = {
             "action": "send",
-            "title": f"{PRODUCERS[model.name]} publishes {name}",
+            "title": f"{sent_by} publishes {name}",
             "channel": {"$ref": f"#/channels/{channel}"},
             "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"}],
         }
+        if read_by != "no service":
+            operations[f"receive{name}"] = {
+                "action": "receive",
+                "title": f"{read_by} consume{'' if ' and ' in read_by else 's'} {name}",
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"}],
+            }
     return {
         "asyncapi": "3.0.0",
         "info": {

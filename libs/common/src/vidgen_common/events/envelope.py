@@ -13,11 +13,12 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
+from vidgen_common.clock import utc_now
 from vidgen_common.errors import MalformedEvent
 from vidgen_common.events.catalog import DEFAULT_CATALOG, Catalog
 from vidgen_common.events.models import EventData
@@ -36,7 +37,7 @@ class Envelope(Generic[E]):
     data: E
     source: str
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    time: datetime = field(default_factory=utc_now)
     traceparent: str | None = None
     tracestate: str | None = None
     type: str = ""
@@ -105,7 +106,7 @@ def decode(
         if not isinstance(raw, dict):
             raise MalformedEvent("data is not a JSON object")
         data = model.model_validate(catalog.upcast(model.name, version, raw))
-        time = datetime.fromisoformat(attrs["ce_time"]) if "ce_time" in attrs else datetime.now(UTC)
+        time = datetime.fromisoformat(attrs["ce_time"]) if "ce_time" in attrs else utc_now()
     except (ValueError, ValidationError) as exc:
         raise MalformedEvent(f"{attrs['ce_type']}: {exc}") from exc
     if "ce_subject" in attrs and attrs["ce_subject"] != data.generation_id:

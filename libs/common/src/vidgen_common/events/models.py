@@ -57,6 +57,18 @@ class GenerationRequested(EventData):
     duration: int = Field(description="Video length in seconds", examples=[5])
     seed: int | None = Field(None, description="Runway seed, for reproducible output")
     requested_at: datetime
+    webhook_url: str | None = Field(
+        None,
+        description="A webhook for this generation only, signed with the user's own secret "
+        "(added in the same version: optional, consumers that do not know it ignore it)",
+        examples=["https://example.com/hooks/vidgen"],
+    )
+    webhook_events: list[str] | None = Field(
+        None,
+        description="The webhook event types wanted at webhook_url (default: the terminal "
+        "ones: generation.completed, generation.failed, generation.cancelled)",
+        examples=[["generation.completed", "generation.failed"]],
+    )
 
 
 class GenerationCancelRequested(EventData):
@@ -134,6 +146,12 @@ class VideoUrlExpired(EventData):
     user_id: str
     runway_task_id: str
     reported_at: datetime
+    refreshes: int = Field(
+        1,
+        ge=1,
+        description="fresh URLs media has asked for on this generation, this one included: "
+        "the poller answers the first at once and backs off before each further one",
+    )
 
 
 class GenerationCompleted(EventData):
@@ -182,6 +200,11 @@ class GenerationCancelled(EventData):
 
     stage: Stage
     runway_task_id: str | None = None
+    cost_credits: int | None = Field(
+        None,
+        description="What Runway charged, when a task existed and Runway said (a task "
+        "cancelled while running is charged; one cancelled before is refunded: 0)",
+    )
     cancelled_at: datetime
 
 

@@ -1,5 +1,7 @@
 """Pytest fixtures for tests against real PostgreSQL, Kafka and S3 (a pytest plugin).
 
+Loaded by the repository's root conftest (``pytest_plugins = ["vidgen_testing.plugin"]``).
+
 Each service is found, in order: from the environment (``DATABASE_URL``,
 ``KAFKA_BOOTSTRAP_SERVERS``, ``S3_ENDPOINT``; ``make test`` exports the local stack's
 addresses); else a testcontainers container when a Docker engine answers; else the test
@@ -9,10 +11,8 @@ topic prefix, database schema and bucket, so tests never see each other's data.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,14 +20,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from vidgen_common.db import create_engine
-from vidgen_common.outbox import Record
 from vidgen_common.settings import DatabaseSettings, KafkaSettings, S3Settings
 from vidgen_common.storage import MinioStorage
-
-
-def unique(prefix: str) -> str:
-    """A short unique name for topics, schemas, buckets and ids."""
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
+from vidgen_testing.helpers import unique
+from vidgen_testing.servers import PrivatePostgres, PrivateTansu, find_pg_bindir, find_tansu
 
 
 def _docker_available() -> bool:
@@ -157,32 +153,45 @@ async def storage(s3_settings: S3Settings) -> MinioStorage:
     return st
 
 
-async def wait_until(
-    condition: Callable[[], Any], within: float = 20.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll ``condition`` (sync or async) until it returns a truthy value, or fail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what or condition}")
-        await asyncio.sleep(interval)
+@pytest.fixture
+def make_tansu(tmp_path: Any) -> Iterator[Callable[..., PrivateTansu]]:
+    """``make_tansu(start=True, storage="memory://tansu/")``: a broker of this test's own on a
+    free port (stopped afterwards), for tests that restart or stop the broker."""
+    binary = find_tansu()
+    if binary is None:
+        _unavailable("the tansu binary", "TANSU_BIN")
+    made: list[PrivateTansu] = []
+
+    def make(*, start: bool = True, **kw: Any) -> PrivateTansu:
+        assert binary is not None
+        broker = PrivateTansu(binary, log_path=tmp_path / f"tansu-{len(made)}.log", **kw)
+        made.append(broker)
+        if start:
+            broker.start()
+        return broker
+
+    yield make
+    for broker in made:
+        broker.stop()
 
 
-class MemorySink:
-    """A RecordSink keeping records in memory; can fail after publishing, like a crash."""
+@pytest.fixture
+def make_postgres() -> Iterator[Callable[..., PrivatePostgres]]:
+    """``make_postgres(start=True)``: a throw-away PostgreSQL cluster of this test's own on a
+    free port (destroyed afterwards), for tests that restart, stop or pause the database."""
+    bindir = find_pg_bindir()
+    if bindir is None:
+        _unavailable("PostgreSQL's server binaries", "PG_BINDIR")
+    made: list[PrivatePostgres] = []
 
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.fail_after_publish = 0
+    def make(*, start: bool = True, **kw: Any) -> PrivatePostgres:
+        assert bindir is not None
+        pg = PrivatePostgres(bindir, **kw)
+        made.append(pg)
+        if start:
+            pg.start()
+        return pg
 
-    async def publish(self, records: Sequence[Record]) -> None:
-        self.records.extend(records)
-        if self.fail_after_publish:
-            self.fail_after_publish -= 1
-            raise ConnectionError("crash between publish and mark")
+    yield make
+    for pg in made:
+        pg.destroy()

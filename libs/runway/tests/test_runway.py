@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import random
+import json
 
 import httpx
 import pytest
 from runwayml import (
     APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
@@ -17,18 +19,15 @@ from runwayml import (
 )
 
 from vidgen_common.errors import ConfigurationError
-from vidgen_common.runway import (
-    SIMULATOR_BASE_URL,
-    SIMULATOR_DEV_KEY,
-    RunwaySettings,
-    Verdict,
-    backoff_delay,
+from vidgen_runway.catalog import estimated_credits
+from vidgen_runway.sdk import (
+    classify_create_error,
     classify_error,
-    classify_failure,
     create_client,
-    estimated_credits,
     retry_after_seconds,
 )
+from vidgen_runway.settings import SIMULATOR_BASE_URL, SIMULATOR_DEV_KEY, RunwaySettings
+from vidgen_runway.verdicts import Verdict, classify_failure
 
 REQUEST = httpx.Request("POST", "https://api.dev.runwayml.com/v1/image_to_video")
 
@@ -157,15 +156,6 @@ def test_task_failure_codes(code: str | None, verdict: Verdict) -> None:
     assert c.runway_failure_code == code
 
 
-def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
-    rng = random.Random(7)
-    delays = [backoff_delay(n, base_s=1, cap_s=16, rng=rng) for n in range(1, 8)]
-    for n, d in enumerate(delays, start=1):
-        exp = min(16, 2 ** (n - 1))
-        assert exp / 2 <= d <= exp
-    assert 10 <= backoff_delay(1, retry_after_s=10, rng=rng) <= 12
-
-
 def test_retry_after_forms() -> None:
     assert retry_after_seconds(httpx.Headers({"retry-after": "3"})) == 3.0
     assert (
@@ -177,3 +167,59 @@ def test_retry_after_forms() -> None:
 def test_estimated_credits() -> None:
     assert estimated_credits("gen4_turbo", 10) == 50
     assert estimated_credits("unknown-model", 5) is None
+
+
+def _lost(cause: Exception) -> APIConnectionError:
+    exc = (
+        APITimeoutError(REQUEST)
+        if isinstance(cause, httpx.TimeoutException)
+        else APIConnectionError(request=REQUEST)
+    )
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "verdict", "code"),
+    [
+        (status_error(RateLimitError, 429, {"error": "slow down"}), Verdict.RETRY,
+         "runway_rate_limited"),
+        (status_error(InternalServerError, 502, {"error": "bad gateway"}), Verdict.RETRY,
+         "runway_unavailable"),
+        (status_error(InternalServerError, 503, {"error": "overloaded"}), Verdict.RETRY,
+         "runway_unavailable"),
+        (status_error(BadRequestError, 400, {"error": "no"}), Verdict.PERMANENT,
+         "runway_rejected"),
+        (status_error(RateLimitError, 429, {"error": "daily limit reached"}), Verdict.PERMANENT,
+         "runway_daily_limit"),
+        (_lost(httpx.ConnectError("refused")), Verdict.RETRY, "runway_unreachable"),
+        (_lost(httpx.ConnectTimeout("slow")), Verdict.RETRY, "runway_unreachable"),
+        (_lost(httpx.PoolTimeout("busy")), Verdict.RETRY, "runway_unreachable"),
+        (status_error(InternalServerError, 500, {"error": "oops"}), Verdict.UNKNOWN,
+         "runway_unavailable"),
+        (status_error(InternalServerError, 504, "<html>504</html>"), Verdict.UNKNOWN,
+         "runway_unavailable"),
+        (status_error(APIStatusError, 408, {"error": "timeout"}), Verdict.UNKNOWN,
+         "runway_unavailable"),
+        (_lost(httpx.ReadTimeout("slow")), Verdict.UNKNOWN, "runway_no_response"),
+        (_lost(httpx.RemoteProtocolError("cut")), Verdict.UNKNOWN, "runway_no_response"),
+        (APIResponseValidationError(httpx.Response(200, request=REQUEST), body="{"),
+         Verdict.UNKNOWN, "runway_bad_response"),
+        (json.JSONDecodeError("Expecting value", '{"id": "ab', 10), Verdict.UNKNOWN,
+         "runway_bad_response"),
+        (RuntimeError("anything else"), Verdict.UNKNOWN, "runway_bad_response"),
+    ],
+)  # fmt: skip
+def test_a_create_is_retried_only_on_proof_that_nothing_was_created(
+    exc: BaseException, verdict: Verdict, code: str
+) -> None:
+    c = classify_create_error(exc)
+    assert (c.verdict, c.code) == (verdict, code)
+
+
+def test_reads_keep_retrying_what_a_create_must_not() -> None:
+    for exc in (
+        status_error(InternalServerError, 500, {"error": "oops"}),
+        APIResponseValidationError(httpx.Response(200, request=REQUEST), body="{"),
+    ):
+        assert classify_error(exc).retryable

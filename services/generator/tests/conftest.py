@@ -15,18 +15,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from vidgen_common.db import run_sql, session_factory
 from vidgen_common.events import Envelope, EventData, GenerationRequested
 from vidgen_common.migrations import COMMON_MIGRATIONS, migrate
-from vidgen_common.runway import Classified, RunwayCallError, Verdict
 from vidgen_common.storage import ObjectInfo, StoredObject
 from vidgen_common.uow import UnitOfWork
+from vidgen_common.workloop import Pace
 from vidgen_generator.budget import Budget
 from vidgen_generator.creator import TaskCreator
 from vidgen_generator.handlers import GeneratorHandlers
 from vidgen_generator.image import PromptImages
+from vidgen_generator.liveness import Liveness
 from vidgen_generator.metrics import GeneratorMetrics
-from vidgen_generator.models import MIGRATIONS
+from vidgen_generator.migrations import MIGRATIONS
+from vidgen_generator.recorder import TaskRecorder
 from vidgen_generator.runway import CreateRequest
 from vidgen_generator.settings import GeneratorSettings
 from vidgen_generator.submitter import Submitter
+from vidgen_runway.errors import RunwayCallError
+from vidgen_runway.verdicts import Classified, Verdict
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -53,6 +57,8 @@ class FakeRunway:
         self.creates: list[CreateRequest] = []
         self.uploads: list[tuple[str, int, str]] = []
         self.limits: dict[str, int | None] = {}
+        self.cancels: list[str] = []
+        self.cancel_script: list[Classified] = []
         self._n = 0
 
     async def upload(self, filename: str, data: bytes, content_type: str) -> str:
@@ -68,6 +74,11 @@ class FakeRunway:
             return outcome
         self._n += 1
         return f"task-{self._n}"
+
+    async def cancel(self, task_id: str) -> None:
+        self.cancels.append(task_id)
+        if self.cancel_script:
+            raise RunwayCallError(self.cancel_script.pop(0))
 
     async def concurrency_limits(self) -> dict[str, int | None]:
         return dict(self.limits)
@@ -138,17 +149,13 @@ class GeneratorUnderTest:
     metrics: GeneratorMetrics
     handlers: GeneratorHandlers
     submitter: Submitter
+    liveness: Liveness
 
     async def deliver(self, data: EventData, envelope_id: str | None = None) -> Envelope[Any]:
         env: Envelope[Any] = Envelope(data=data, source="/test")
         if envelope_id is not None:
             env = Envelope(data=data, source="/test", id=envelope_id)
-        handler = {
-            "generation.requested": self.handlers.on_requested,
-            "generation.cancel-requested": self.handlers.on_cancel_requested,
-            "generation.task-output-rejected": self.handlers.on_output_rejected,
-        }.get(data.name, self.handlers.on_task_ended)
-        await handler(env)
+        await self.handlers.table()[type(data)](env)  # the consumer's own table
         return env
 
     async def pass_(self) -> int:
@@ -183,7 +190,9 @@ def _build(
 
     metrics = GeneratorMetrics()
     images = PromptImages(storage, runway, data_uri_max_bytes=settings.data_uri_max_bytes)
-    holder: list[Submitter] = []
+    pace = Pace()
+    liveness = Liveness(uow, settings.instance_heartbeat_s)
+    recorder = TaskRecorder(uow, runway, settings, metrics, clock=clock)
     creator = TaskCreator(
         uow,
         runway,
@@ -191,16 +200,18 @@ def _build(
         settings,
         metrics,
         clock=clock,
-        on_rate_limited=lambda until: holder[0].pause_until(until),
+        recorder=recorder,
+        instance_id=liveness.instance_id,
+        stopping=lambda: pace.stopping,
+        on_rate_limited=pace.pause_until,
     )
     submitter = Submitter(
         uow, creator, Budget(settings, runway, clock=lambda: clock.now.timestamp()), settings,
-        metrics, clock=clock,
+        metrics, liveness, clock=clock, pace=pace,
     )  # fmt: skip
-    holder.append(submitter)
     handlers = GeneratorHandlers(uow, settings, wake=submitter.wake.set, clock=clock)
     return GeneratorUnderTest(
-        settings, sessions, runway, storage, clock, metrics, handlers, submitter
+        settings, sessions, runway, storage, clock, metrics, handlers, submitter, liveness
     )
 
 

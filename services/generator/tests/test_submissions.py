@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
-from vidgen_common.db import run_sql
 from vidgen_common.events import (
     GenerationCancelRequested,
     TaskOutputRejected,
     VideoReady,
 )
-from vidgen_common.runway import Verdict
+from vidgen_runway.verdicts import Verdict
 
 pytestmark = pytest.mark.integration
 
@@ -184,30 +183,6 @@ async def test_lost_answer_with_resubmit_policy_creates_again(
     assert gen.metrics.submission_unknown.labels("no_response", "resubmit")._value.get() == 1
 
 
-async def test_an_intent_left_by_a_crash_follows_the_policy_and_is_never_resent(
-    make_generator: Make, request_event: Any
-) -> None:
-    gen = make_generator(intent_stale_s=90)
-    await gen.deliver(request_event("g1"))
-    # A previous process committed the intent, sent the create and died before recording.
-    async with gen.sessions() as s:
-        await run_sql(
-            s,
-            "UPDATE submissions SET state = 'intent', claim_token = 'dead', intent_at = :t",
-            {"t": gen.clock.now},
-        )
-        await s.commit()
-    gen.clock.advance(30)  # could still be a live create of another replica: left alone
-    await gen.pass_()
-    assert await gen.events("failed") == []
-    gen.clock.advance(61)
-    await gen.pass_()
-    assert gen.runway.creates == []
-    [failed] = await gen.events("failed")
-    assert failed["errorCode"] == "submission_unknown"
-    assert gen.metrics.submission_unknown.labels("stale_intent", "fail")._value.get() == 1
-
-
 async def test_cancel_before_submission_cancels_without_runway(
     make_generator: Make, request_event: Any
 ) -> None:
@@ -250,17 +225,78 @@ async def test_budget_defers_creates_until_a_task_ends(
     await gen.pass_()
     assert sorted(c.model for c in gen.runway.creates) == ["gen4.5", "gen4_turbo"]
     assert gen.metrics.waiting_for_budget._value.get() == 2
+    # which row was claimed first and which task id it got depend on the order of the
+    # concurrent creates: end whichever gen4_turbo task is running
+    ((running, task_id),) = [
+        (r["generation_id"], r["runway_task_id"])
+        for r in await gen.rows()
+        if r["model"] == "gen4_turbo" and r["state"] == "submitted"
+    ]
     await gen.deliver(
         VideoReady(
-            generation_id="g1",
+            generation_id=running,
             user_id="u1",
-            runway_task_id="task-1",
+            runway_task_id=task_id,
             output_urls=["https://x"],
             fetched_at=datetime.now(UTC),
         )
     )
     await gen.pass_()
     assert len(gen.runway.creates) == 3
+
+
+async def test_a_full_budget_puts_the_loop_to_sleep_until_a_task_ends(
+    make_generator: Make, request_event: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog behind a full budget is not "due": the loop does not pass again every
+    min_sleep_s (each pass is a sweep and a claim transaction) but waits for the wake of the
+    task's end, and then claims at once."""
+    from vidgen_generator import store
+
+    gen = make_generator(model_budgets={"gen4_turbo": 1}, submit_poll_interval_s=5.0)
+    for gid in ("g1", "g2", "g3"):
+        await gen.deliver(request_event(gid))
+    claims = 0
+    real_due = store.due
+
+    async def counting_due(*args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await real_due(*args, **kwargs)
+
+    monkeypatch.setattr(store, "due", counting_due)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(gen.submitter.run(stop))
+    try:
+        for _ in range(100):
+            if gen.runway.creates:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        assert len(gen.runway.creates) == 1
+        assert claims <= 2, f"{claims} claim passes while the budget was full"
+        ((running, task_id),) = [
+            (r["generation_id"], r["runway_task_id"])
+            for r in await gen.rows()
+            if r["state"] == "submitted"
+        ]
+        await gen.deliver(
+            VideoReady(
+                generation_id=running,
+                user_id="u1",
+                runway_task_id=task_id,
+                output_urls=["https://x"],
+                fetched_at=datetime.now(UTC),
+            )
+        )
+        for _ in range(100):  # woken by the end: well before submit_poll_interval_s
+            if len(gen.runway.creates) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert len(gen.runway.creates) == 2
+    finally:
+        stop.set()
+        await loop
 
 
 async def test_budget_from_the_organisation(make_generator: Make, request_event: Any) -> None:

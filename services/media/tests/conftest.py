@@ -15,9 +15,13 @@ import hashlib
 import io
 import os
 import re
+import shutil
+import socket
+import struct
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -26,9 +30,9 @@ import av
 import pytest
 
 from vidgen_common.events import Envelope, EventData
-from vidgen_common.storage import ObjectInfo, StoredObject
+from vidgen_common.storage import IncompleteUpload, ObjectInfo, StoredObject
 from vidgen_media.errors import MediaError
-from vidgen_media.models import Transfer
+from vidgen_media.models import TERMINAL, Transfer
 from vidgen_media.probe import Probe, VideoInfo
 from vidgen_media.transfer import TransferResult
 
@@ -106,6 +110,9 @@ class Route:
     tokens: set[str] | None = None
     faults: list[Fault] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    hold: asyncio.Event | None = None
+    """GETs send ``hold_after`` bytes of the body, then wait for this event (a slow source)."""
+    hold_after: int = 64 * 1024
 
     @property
     def etag(self) -> str:
@@ -208,6 +215,11 @@ class VideoServer:
         await self._head(writer, status, extra)
         if method == "HEAD":
             return None
+        if route.hold is not None and method == "GET":
+            first = min(send_end, start + route.hold_after)
+            await self._body(writer, route.body[start:first], route.chunked)
+            await route.hold.wait()
+            start = first
         await self._body(writer, route.body[start:send_end], route.chunked)
         if fault is not None and fault.then_body is not None:
             route.body = fault.then_body
@@ -266,12 +278,15 @@ def fault() -> type[Fault]:
 
 
 class FakeStorage:
-    """The Storage port in memory; ``fail_puts`` makes the next puts raise StorageError."""
+    """The Storage port in memory; ``fail_puts`` makes the next puts raise StorageError.
+    It passes the storage contract of ``test_store_contract`` with the real store."""
 
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, str, str]] = {}  # key -> (data, type, etag)
         self.fail_puts = 0
         self.removed: list[str] = []
+        self.uploads: dict[str, IncompleteUpload] = {}  # upload id -> upload left behind
+        self.aborted: list[str] = []
 
     async def ensure_bucket(self) -> None:
         return None
@@ -310,6 +325,10 @@ class FakeStorage:
         return ObjectInfo(key, len(data), content_type, {}, etag)
 
     async def get_bytes(self, key: str) -> bytes:
+        from vidgen_common.errors import StorageError
+
+        if key not in self.objects:
+            raise StorageError(f"NoSuchKey: {key}")  # as the real store says it
         return self.objects[key][0]
 
     async def remove(self, key: str) -> None:
@@ -318,6 +337,22 @@ class FakeStorage:
 
     def presigned_get(self, key: str, ttl_s: int | None = None) -> str:
         return f"memory://{key}"
+
+    async def download_to(self, key: str, path: Path) -> StoredObject:
+        from vidgen_common.errors import StorageError
+
+        if key not in self.objects:
+            raise StorageError(f"NoSuchKey: {key}")
+        data, _, etag = self.objects[key]
+        await asyncio.to_thread(path.write_bytes, data)
+        return StoredObject(key, len(data), hashlib.sha256(data).hexdigest(), etag)
+
+    async def incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        return [u for u in self.uploads.values() if u.key.startswith(prefix)]
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        self.aborted.append(upload_id)
+        self.uploads.pop(upload_id, None)
 
 
 class FakeFetcher:
@@ -331,16 +366,25 @@ class FakeFetcher:
         self.running = 0
         self.max_running = 0
         self.gate: asyncio.Event | None = None
+        self.holds: list[asyncio.Event] = []  # one gate for each of the next fetches
 
-    async def fetch(self, url: str, key: str) -> TransferResult:
+    def hold_next(self) -> asyncio.Event:
+        """The next fetch waits for the event returned."""
+        event = asyncio.Event()
+        self.holds.append(event)
+        return event
+
+    async def fetch(self, url: str, key: str, copy: Path) -> TransferResult:
         self.calls.append((url, key))
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:
-            if self.gate is not None:
-                await self.gate.wait()
+            gate = self.holds.pop(0) if self.holds else self.gate
+            if gate is not None:
+                await gate.wait()
             if self.errors:
                 raise self.errors.pop(0)
+            await asyncio.to_thread(copy.write_bytes, self.body)
             stored = await self.storage.put_bytes(key, self.body, "video/mp4")
         finally:
             self.running -= 1
@@ -353,34 +397,55 @@ class FakeProber:
         self.calls: list[str] = []
         self.info = VideoInfo("video/mp4", "h264", 5.0, 1280, 720, 120)
 
-    async def probe(self, key: str) -> Probe:
-        self.calls.append(key)
+    async def probe(self, path: Path) -> Probe:
+        self.calls.append(await asyncio.to_thread(path.read_bytes))
         if self.errors:
             raise self.errors.pop(0)
         return Probe(self.info, b"\xff\xd8 a fake jpeg \xff\xd9")
 
 
 class FakeTransfers:
-    def __init__(self, rows: dict[str, Transfer]) -> None:
+    def __init__(self, rows: dict[str, Transfer], clock: Callable[[], datetime]) -> None:
         self._rows = rows
+        self._clock = clock
+        self.saved: set[str] = set()
 
     async def get(self, generation_id: str) -> Transfer | None:
         row = self._rows.get(generation_id)
         return row.model_copy() if row is not None else None
 
+    async def now(self) -> datetime:
+        return self._clock()
+
+    def _leased(self, row: Transfer) -> bool:
+        return row.lease_expires_at is not None and row.lease_expires_at > self._clock()
+
+    async def stalled(self, before: datetime, limit: int) -> list[Transfer]:
+        rows = [
+            r.model_copy()
+            for r in self._rows.values()
+            if r.state not in TERMINAL and r.updated_at < before and not self._leased(r)
+        ]
+        return sorted(rows, key=lambda r: r.updated_at)[:limit]
+
+    async def leased_keys(self, keys: set[str]) -> set[str]:
+        return {r.video_key for r in self._rows.values() if r.video_key in keys and self._leased(r)}
+
     def save(self, transfer: Transfer) -> None:
         self._rows[transfer.generation_id] = transfer.model_copy()
+        self.saved.add(transfer.generation_id)
 
 
 class FakeUnitOfWork:
-    """Transactional over a :class:`World`'s rows, inbox and outbox: all or nothing."""
+    """Transactional over a :class:`World`'s rows, inbox and outbox: all or nothing. It
+    passes the unit-of-work contract of ``test_store_contract`` with the SQL one."""
 
     def __init__(self, world: World) -> None:
         self._world = world
         self._rows: dict[str, Transfer] = {}
         self._inbox: set[str] = set()
         self._emitted: list[EventData] = []
-        self.transfers = FakeTransfers(self._rows)
+        self.transfers = FakeTransfers(self._rows, world.clock)
 
     async def __aenter__(self) -> FakeUnitOfWork:
         self._rows.update({k: v.model_copy() for k, v in self._world.rows.items()})
@@ -408,7 +473,9 @@ class FakeUnitOfWork:
         self._emitted.append(data)
 
     async def commit(self) -> None:
-        self._world.rows = {k: v.model_copy() for k, v in self._rows.items()}
+        for key in self.transfers.saved:  # only what this unit of work wrote
+            self._world.rows[key] = self._rows[key].model_copy()
+        self.transfers.saved.clear()
         self._world.inbox = set(self._inbox)
         self._world.emitted.extend(self._emitted)
         self._world.commits += 1
@@ -426,6 +493,14 @@ class World:
         self.storage = FakeStorage()
         self.fetcher = FakeFetcher(self.storage)
         self.prober = FakeProber()
+        self.now = datetime.now(UTC)
+        self.spool_dir = Path(tempfile.mkdtemp(prefix="media-test-spool-"))
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
     def uow(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
@@ -435,8 +510,10 @@ class World:
 
 
 @pytest.fixture
-def world() -> World:
-    return World()
+def world() -> Iterator[World]:
+    w = World()
+    yield w
+    shutil.rmtree(w.spool_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- running service
@@ -514,7 +591,7 @@ class Harness:
     ) -> list[Any]:
         """Wait for events; generous, as tansu sometimes drops a connection and a consumer
         group then takes many seconds to settle again."""
-        from vidgen_common.testing import wait_until
+        from vidgen_testing import wait_until
 
         await wait_until(
             lambda: len(self.emitted(generation_id, kind)) >= count,
@@ -557,22 +634,18 @@ class Harness:
             return dict(found) if found is not None else None
 
 
-@pytest.fixture(scope="module")
-async def media(
-    database_url: str, kafka_bootstrap: str, s3_endpoint: str
-) -> AsyncIterator[Harness]:
-    """The media service (one consumer, 3 MiB cap, fast retries) for the tests of a module."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
+def media_settings(
+    database_url: str, kafka_bootstrap: str, s3_endpoint: str, **overrides: Any
+) -> Any:
+    """Settings of a test media service (one consumer, 3 MiB cap, fast retries), each with
+    its own schema, topics and bucket unless ``overrides`` say otherwise."""
     from vidgen_common.settings import DatabaseSettings, KafkaSettings, S3Settings
-    from vidgen_common.testing import unique, wait_until
-    from vidgen_media.bootstrap import media_service, media_storage
     from vidgen_media.settings import MediaSettings
+    from vidgen_testing import unique
 
-    schema = unique("media_test_")
-    settings = MediaSettings(
-        service_name=schema,
-        kafka=KafkaSettings(
+    values: dict[str, Any] = {
+        "service_name": unique("media_test_"),
+        "kafka": KafkaSettings(
             bootstrap_servers=kafka_bootstrap,
             topic_prefix=unique("t") + ".",
             enable_idempotence=False,
@@ -582,19 +655,35 @@ async def media(
             retry_backoff_ms=20,
             partitions=3,
         ),
-        db=DatabaseSettings(database_url=database_url, database_pool_size=5),
-        s3=S3Settings(endpoint=s3_endpoint, bucket=unique("media-test-")),
-        max_video_bytes=3 * 1024 * 1024,
-        max_concurrent_transfers=1,
-        download_retries=3,
-        download_backoff_s=0.02,
-        chunk_bytes=64 * 1024,
-        max_attempts=3,
-        probe_timeout_s=10,
-    )
-    async with media_service(settings, configure_logs=False) as rt:
+        "db": DatabaseSettings(database_url=database_url, database_pool_size=5),
+        "s3": S3Settings(endpoint=s3_endpoint, bucket=unique("media-test-")),
+        "max_video_bytes": 3 * 1024 * 1024,
+        "max_concurrent_transfers": 1,
+        "download_retries": 3,
+        "download_backoff_s": 0.02,
+        "chunk_bytes": 64 * 1024,
+        "max_attempts": 3,
+        "probe_timeout_s": 10,
+        "spool_dir": Path(tempfile.mkdtemp(prefix="media-test-spool-")),
+    }
+    return MediaSettings(**{**values, **overrides})
+
+
+@contextlib.asynccontextmanager
+async def running_media(settings: Any) -> AsyncIterator[Harness]:
+    """The media service running in this process with ``settings`` (its schema dropped after)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from vidgen_common.runtime import ServiceRuntime
+    from vidgen_media.bootstrap import EMITS, bootstrap
+    from vidgen_media.migrations import MIGRATIONS
+    from vidgen_testing import wait_until
+
+    async with ServiceRuntime(settings, MIGRATIONS, emits=EMITS, configure_logs=False) as rt:
+        service = bootstrap(rt, settings)
         run = asyncio.create_task(rt.run(install_signals=False))
-        harness = Harness(settings, rt, media_storage(settings))
+        harness = Harness(settings, rt, service.storage)
         try:
             await wait_until(rt.ready.is_set, within=30, what="topics created")
             await wait_until(
@@ -608,11 +697,154 @@ async def media(
             await harness.stop_collecting()
             rt.stop.set()
             await run
-    admin = create_async_engine(database_url)
+            await service.close()
+    if settings.spool_dir is not None:
+        shutil.rmtree(settings.spool_dir, ignore_errors=True)
+    admin = create_async_engine(settings.db.database_url)
     try:
         async with admin.begin() as conn:
-            from sqlalchemy import text
-
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE'))
     finally:
         await admin.dispose()
+
+
+@pytest.fixture
+def make_media_settings(database_url: str, kafka_bootstrap: str, s3_endpoint: str) -> Any:
+    """``make_media_settings(**overrides)``: settings of a test media service."""
+    return lambda **overrides: media_settings(
+        database_url, kafka_bootstrap, s3_endpoint, **overrides
+    )
+
+
+@pytest.fixture
+def run_media() -> Any:
+    """``async with run_media(settings) as harness``: the media service in this process."""
+    return running_media
+
+
+@pytest.fixture(scope="module")
+async def media(
+    database_url: str, kafka_bootstrap: str, s3_endpoint: str
+) -> AsyncIterator[Harness]:
+    """The media service for the tests of a module."""
+    async with running_media(media_settings(database_url, kafka_bootstrap, s3_endpoint)) as h:
+        yield h
+
+
+# --------------------------------------------------------------------------- a faulty network
+
+
+class FaultyProxy:
+    """A TCP proxy in front of a server (the object store) that breaks reads for real.
+
+    Bytes pass both ways untouched until :meth:`arm`: then the response to each of the next
+    ``times`` GETs whose path matches ``pattern`` is cut after ``after`` bytes with a TCP
+    reset (the peer sees ECONNRESET mid-body). ``gets`` lists the paths of every GET seen.
+    """
+
+    _REQUEST = re.compile(rb"(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP/1\.[01]\r\n")
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self._upstream = (host, int(port or 80))
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self.gets: list[str] = []
+        self.resets = 0
+        self._pattern: re.Pattern[str] | None = None
+        self._after = 0
+        self._times = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def arm(self, pattern: str, *, after: int, times: int = 1) -> None:
+        self._pattern, self._after, self._times = re.compile(pattern), after, times
+
+    def disarm(self) -> None:
+        self._times = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        except OSError:
+            writer.close()
+            return
+        cut: list[int | None] = [None]  # bytes of the current response left before a reset
+
+        async def requests() -> None:
+            while data := await reader.read(65536):
+                for match in self._REQUEST.finditer(data):
+                    path = match[2].decode("latin-1")
+                    if match[1] != b"GET":
+                        continue
+                    self.gets.append(path)
+                    if self._times > 0 and self._pattern and self._pattern.search(path):
+                        self._times -= 1
+                        cut[0] = self._after
+                up_writer.write(data)
+                await up_writer.drain()
+            up_writer.close()
+
+        async def responses() -> None:
+            while data := await up_reader.read(65536):
+                if cut[0] is not None and len(data) >= cut[0]:
+                    writer.write(data[: cut[0]])
+                    await writer.drain()
+                    self.resets += 1
+                    _reset(writer)
+                    _reset(up_writer)
+                    return
+                if cut[0] is not None:
+                    cut[0] -= len(data)
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        tasks = [asyncio.create_task(requests()), asyncio.create_task(responses())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, timeout=30)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for w in (writer, up_writer):
+                with contextlib.suppress(Exception):
+                    w.close()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST (linger 0), not a FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@pytest.fixture(scope="module")
+async def s3_proxy(s3_endpoint: str) -> AsyncIterator[FaultyProxy]:
+    proxy = FaultyProxy(s3_endpoint)
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+@pytest.fixture(scope="module")
+async def proxied_media(
+    database_url: str, kafka_bootstrap: str, s3_proxy: FaultyProxy
+) -> AsyncIterator[Harness]:
+    """The media service reaching the object store only through :class:`FaultyProxy`."""
+    settings = media_settings(database_url, kafka_bootstrap, s3_proxy.endpoint)
+    async with running_media(settings) as harness:
+        yield harness

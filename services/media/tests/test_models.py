@@ -7,7 +7,8 @@ from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, te
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgen_common.migrations import COMMON_MIGRATIONS, migrate
-from vidgen_media.models import MIGRATIONS, Transfer
+from vidgen_media.migrations import MIGRATIONS
+from vidgen_media.models import Transfer
 
 pytestmark = pytest.mark.integration
 

@@ -29,9 +29,9 @@ from vidgen_common.events import (
     VideoReady,
     VideoUrlExpired,
 )
-from vidgen_common.testing import unique, wait_until
 from vidgen_media.bootstrap import transfer_policy
 from vidgen_media.transfer import HttpTransfer
+from vidgen_testing import unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -152,7 +152,7 @@ async def test_stores_the_video_and_a_redelivery_downloads_nothing(
 
 
 async def test_a_new_delivery_finds_the_stored_video_and_does_not_download(
-    media, sim, runway, task_id
+    media, sim, runway, task_id, tmp_path
 ) -> None:
     """As after a crash between storing and reporting: the row says stored, with a checksum."""
     gid = unique("gen-")
@@ -160,7 +160,7 @@ async def test_a_new_delivery_finds_the_stored_video_and_does_not_download(
     url = await output_url(runway, task_id)
     async with httpx.AsyncClient() as client:
         transfer = HttpTransfer(client, media.storage, transfer_policy(media.settings))
-        stored = await transfer.fetch(url, key)
+        stored = await transfer.fetch(url, key, tmp_path / "copy")
     async with media.rt.sessions() as session, session.begin():
         from vidgen_common.db import run_sql
 
@@ -323,3 +323,31 @@ async def test_many_generations_in_parallel_each_complete_once(
     for gid in gids:
         [done] = await media.wait_for(gid, GenerationCompleted)
         assert done.size_bytes == len(sample_mp4)
+
+
+@pytest.mark.parametrize("user", ["a..b", "../x", "a/b", "ünïcødé 💥", "é" * 200])
+async def test_hostile_user_ids_get_their_video_stored_and_readable(
+    media, video_server, sample_mp4, user
+) -> None:
+    gid = unique("gen-")
+    video_server.serve(f"/{gid}/0.mp4", sample_mp4)
+    event = video_ready(gid, video_server.url(f"/{gid}/0.mp4"))
+    event = Envelope(data=event.data.model_copy(update={"user_id": user}), source="/test")
+    await media.publish(event)
+
+    [done] = await media.wait_for(gid, GenerationCompleted)
+    assert done.video_key.startswith("videos/!")
+    assert done.video_key.endswith(f"/{gid}.mp4")
+    assert await media.storage.get_bytes(done.video_key) == sample_mp4
+    assert await media.storage.stat(done.thumbnail_key) is not None
+    listed = [o async for o in list_keys(media.storage, "videos/")]
+    assert done.video_key in listed
+
+
+async def list_keys(storage: Any, prefix: str) -> AsyncIterator[str]:
+    """Every key under ``prefix`` as the store lists it (no client-side path games)."""
+    objects = await asyncio.to_thread(
+        lambda: list(storage._client.list_objects(storage.bucket, prefix=prefix, recursive=True))
+    )
+    for obj in objects:
+        yield obj.object_name

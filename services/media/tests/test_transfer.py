@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -70,14 +72,26 @@ def policy(**overrides: Any) -> TransferPolicy:
     return TransferPolicy(**{**values, **overrides})
 
 
+def tmp_copy() -> Path:
+    fd, raw = tempfile.mkstemp(prefix="media-test-copy-")
+    os.close(fd)
+    return Path(raw)
+
+
 def offset_of(request: dict[str, Any]) -> int:
     return int(request["range"].removeprefix("bytes=").rstrip("-"))
 
 
 async def fetch(server: Any, client: Any, storage: Any, path: str, **kw: Any) -> Any:
+    """Fetch into the store and a local copy; the copy holds exactly the stored bytes."""
     token = kw.pop("token", None)
     transfer = HttpTransfer(client, storage, policy(**kw))
-    return await transfer.fetch(server.url(path, token), KEY)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "copy"
+        result = await transfer.fetch(server.url(path, token), KEY, copy)
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == result.sha256
+        assert copy.stat().st_size == result.size
+    return result
 
 
 async def test_streams_into_a_multipart_upload_with_checksum(
@@ -236,7 +250,9 @@ async def test_a_store_failing_mid_upload_fails_fast_instead_of_hanging(
         video_server.serve("/t/bad-store.mp4", blob)
         transfer = HttpTransfer(client, store, policy())
         with pytest.raises(StorageFailed, match="AccessDenied"):
-            await asyncio.wait_for(transfer.fetch(video_server.url("/t/bad-store.mp4"), KEY), 20)
+            await asyncio.wait_for(
+                transfer.fetch(video_server.url("/t/bad-store.mp4"), KEY, tmp_copy()), 20
+            )
     finally:
         s3.close()
         await s3.wait_closed()

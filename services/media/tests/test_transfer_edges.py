@@ -66,7 +66,9 @@ async def test_a_weak_etag_still_allows_a_resume_but_is_not_sent_as_if_range(wor
         return server(request)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
-        result = await HttpTransfer(client, world.storage, policy()).fetch("http://o/0.mp4", KEY)
+        result = await HttpTransfer(client, world.storage, policy()).fetch(
+            "http://o/0.mp4", KEY, world.spool_dir / "copy"
+        )
     assert (result.resumes, result.restarts) == (1, 0)
     assert result.sha256 == hashlib.sha256(BODY).hexdigest()
     assert "if-range" not in seen[1].headers
@@ -82,7 +84,9 @@ async def test_a_strong_etag_is_sent_as_if_range(world) -> None:
         return server(request)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
-        await HttpTransfer(client, world.storage, policy()).fetch("http://o/0.mp4", KEY)
+        await HttpTransfer(client, world.storage, policy()).fetch(
+            "http://o/0.mp4", KEY, world.spool_dir / "copy"
+        )
     assert seen[1].headers["if-range"] == '"v1"'
 
 
@@ -92,7 +96,9 @@ async def test_a_nonsense_content_range_fails_instead_of_restarting_forever(worl
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
         with pytest.raises(DownloadFailed, match="unusable Content-Range"):
-            await HttpTransfer(client, world.storage, policy()).fetch("http://o/0.mp4", KEY)
+            await HttpTransfer(client, world.storage, policy()).fetch(
+                "http://o/0.mp4", KEY, world.spool_dir / "copy"
+            )
     assert KEY not in world.storage.objects
 
 
@@ -109,7 +115,7 @@ async def test_a_server_that_always_cuts_and_never_resumes_runs_out_of_retries(w
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
         with pytest.raises(DownloadFailed, match="gave up after 4 failed requests"):
             await HttpTransfer(client, world.storage, policy(retries=3)).fetch(
-                "http://o/0.mp4", KEY
+                "http://o/0.mp4", KEY, world.spool_dir / "copy"
             )
     assert requests == 4
 
@@ -119,5 +125,5 @@ async def test_the_cap_counts_bytes_across_resumes(world) -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
         with pytest.raises(VideoTooLarge):
             await HttpTransfer(client, world.storage, policy(max_bytes=len(BODY) - 1)).fetch(
-                "http://o/0.mp4", KEY
+                "http://o/0.mp4", KEY, world.spool_dir / "copy"
             )

@@ -16,15 +16,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from vidgen_common.db import run_sql, session_factory
 from vidgen_common.events import Envelope, EventData, TaskSubmitted
 from vidgen_common.migrations import COMMON_MIGRATIONS, migrate
-from vidgen_common.runway import Classified, RunwayCallError, Verdict
 from vidgen_common.uow import UnitOfWork
+from vidgen_poller.dead_letters import PollerDeadLetters
 from vidgen_poller.durations import DurationBook
 from vidgen_poller.handlers import PollerHandlers
 from vidgen_poller.metrics import PollerMetrics
-from vidgen_poller.models import MIGRATIONS
+from vidgen_poller.migrations import MIGRATIONS
 from vidgen_poller.runway import TaskView
 from vidgen_poller.settings import PollerSettings
 from vidgen_poller.tracker import Tracker
+from vidgen_runway.errors import RunwayCallError
+from vidgen_runway.verdicts import Classified, Verdict
 
 
 class FakeClock:
@@ -65,7 +67,11 @@ class FakeTasks:
         self.deletes.append(task_id)
         view = self.tasks.get(task_id)
         if isinstance(view, TaskView) and not view.finished:
-            self.tasks[task_id] = TaskView(task_id, "CANCELLED", cost_credits=0)
+            # as Runway: a task cancelled while running is charged, one not yet running is not
+            charged = view.estimated_cost_credits if view.status == "RUNNING" else 0
+            self.tasks[task_id] = TaskView(task_id, "CANCELLED", cost_credits=charged or 0)
+        elif isinstance(view, TaskView):
+            del self.tasks[task_id]  # as Runway: a finished task is deleted, then unknown
 
 
 @dataclass
@@ -78,15 +84,11 @@ class PollerUnderTest:
     book: DurationBook
     handlers: PollerHandlers
     tracker: Tracker
+    dead_letters: PollerDeadLetters
 
     async def deliver(self, data: EventData) -> Envelope[Any]:
         env: Envelope[Any] = Envelope(data=data, source="/test")
-        handler = {
-            "generation.task-submitted": self.handlers.on_task_submitted,
-            "generation.cancel-requested": self.handlers.on_cancel_requested,
-            "generation.video-url-expired": self.handlers.on_url_expired,
-        }[data.name]
-        await handler(env)
+        await self.handlers.table()[type(data)](env)  # the consumer's own table
         return env
 
     async def submit(self, task_id: str, gid: str | None = None, **fields: Any) -> None:
@@ -96,7 +98,7 @@ class PollerUnderTest:
             runway_task_id=task_id,
             model=fields.pop("model", "gen4_turbo"),
             duration=fields.pop("duration", 5),
-            submitted_at=self.clock.now,
+            submitted_at=fields.pop("submitted_at", self.clock.now),
             **fields,
         )
         await self.deliver(event)
@@ -150,6 +152,9 @@ def make_poller(poller_sessions: async_sessionmaker[AsyncSession]) -> MakePoller
         book = DurationBook(poller_sessions, s, clock=lambda: clock.now.timestamp())
         tracker = Tracker(uow, runway, book, s, metrics, clock=clock)
         handlers = PollerHandlers(uow, book, s, wake=tracker.wake.set, clock=clock)
-        return PollerUnderTest(s, poller_sessions, runway, clock, metrics, book, handlers, tracker)
+        dead = PollerDeadLetters(uow, s, wake=tracker.wake.set, clock=clock)
+        return PollerUnderTest(
+            s, poller_sessions, runway, clock, metrics, book, handlers, tracker, dead
+        )
 
     return make

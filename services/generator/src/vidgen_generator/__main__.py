@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from vidgen_common.runtime import ServiceRuntime
+from vidgen_common.runtime import run_service
 from vidgen_generator.bootstrap import EMITS, bootstrap
-from vidgen_generator.models import MIGRATIONS
+from vidgen_generator.migrations import MIGRATIONS
 from vidgen_generator.settings import GeneratorSettings
 
 
-async def main() -> None:
-    settings = GeneratorSettings()
-    async with ServiceRuntime(settings, MIGRATIONS, emits=EMITS) as rt:
-        generator = bootstrap(rt, settings)
-        try:
-            await rt.run()
-        finally:
-            await generator.close()
+def main() -> None:
+    asyncio.run(run_service(GeneratorSettings(), MIGRATIONS, EMITS, bootstrap))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from vidgen_common.clock import utc_now
 from vidgen_common.events import (
     EventData,
     GenerationCancelled,
-    GenerationCancelRequested,
     GenerationFailed,
-    GenerationRequested,
-    TaskOutputRejected,
     TaskSubmitted,
-    VideoReady,
 )
 from vidgen_common.runtime import ServiceRuntime
-from vidgen_common.runway import create_client
 from vidgen_common.storage import MinioStorage, Storage
+from vidgen_common.workloop import Pace
 from vidgen_generator.budget import Budget
 from vidgen_generator.creator import TaskCreator
+from vidgen_generator.dead_letters import DeadLetters
 from vidgen_generator.handlers import GeneratorHandlers
 from vidgen_generator.image import PromptImages
+from vidgen_generator.liveness import Liveness
 from vidgen_generator.metrics import GeneratorMetrics
+from vidgen_generator.recorder import TaskRecorder
 from vidgen_generator.runway import RunwayClient, SdkRunwayClient
 from vidgen_generator.settings import GeneratorSettings
 from vidgen_generator.submitter import Submitter
+from vidgen_runway.sdk import create_client
 
 EMITS: tuple[type[EventData], ...] = (TaskSubmitted, GenerationFailed, GenerationCancelled)
 
@@ -39,6 +39,8 @@ class Generator:
     _sdk: SdkRunwayClient | None = None
 
     async def close(self) -> None:
+        """Wait for every create in flight and its recording, then close the SDK client."""
+        await self.submitter.drain()
         if self._sdk is not None:
             await self._sdk.close()
 
@@ -62,35 +64,36 @@ def bootstrap(
         data_uri_max_bytes=settings.data_uri_max_bytes,
         store_publicly_reachable=settings.store_publicly_reachable,
     )
-    paused: list[Submitter] = []
+    pace = Pace()  # the submitter's loop stops and pauses by it; the creator reads and pauses it
+    liveness = Liveness(rt.uow, settings.instance_heartbeat_s)
+    recorder = TaskRecorder(rt.uow, runway, settings, metrics, clock=utc_now)
     creator = TaskCreator(
         rt.uow,
         runway,
         images,
         settings,
         metrics,
-        clock=_now,
-        on_rate_limited=lambda until: paused[0].pause_until(until),
+        clock=utc_now,
+        recorder=recorder,
+        instance_id=liveness.instance_id,
+        stopping=lambda: pace.stopping,
+        on_rate_limited=pace.pause_until,
     )
     submitter = Submitter(
-        rt.uow, creator, Budget(settings, runway), settings, metrics, tracer=rt.tracer
+        rt.uow,
+        creator,
+        Budget(settings, runway),
+        settings,
+        metrics,
+        liveness,
+        tracer=rt.tracer,
+        pace=pace,
     )
-    paused.append(submitter)
     handlers = GeneratorHandlers(rt.uow, settings, wake=submitter.wake.set)
     rt.add_consumer(
         f"{settings.kafka.topic_prefix}{settings.service_name}",
-        {
-            GenerationRequested: handlers.on_requested,
-            GenerationCancelRequested: handlers.on_cancel_requested,
-            TaskOutputRejected: handlers.on_output_rejected,
-            VideoReady: handlers.on_task_ended,
-            GenerationFailed: handlers.on_task_ended,
-            GenerationCancelled: handlers.on_task_ended,
-        },
+        handlers.table(),
+        on_dead_letter=DeadLetters(rt.uow).on_dead_letter,
     )
     rt.add_loop("submitter", submitter.run)
     return Generator(handlers, submitter, runway, metrics, sdk)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -14,9 +14,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from vidgen_common.runway import RunwayCallError
 from vidgen_generator.runway import RunwayClient
 from vidgen_generator.settings import GeneratorSettings
+from vidgen_runway.errors import RunwayCallError
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,18 @@
 """One submission: from a claimed row to a recorded Runway task (or a retry, or a failure).
 
-:meth:`TaskCreator.submit` prepares the prompt image, commits ``claimed → intent``
-(compare-and-set on the claim token: a cancelled or re-claimed row is left alone), sends the
-create once, then commits the task id with ``TaskSubmitted``. When Runway definitely created
-nothing, the row is retried at ``retry_at`` (429 honouring ``Retry-After``, 5xx, unreachable:
-backoff with jitter, up to ``max_create_tries``) or failed with Runway's reason. When the
-outcome is unknown, :meth:`TaskCreator.apply_unknown` applies ``unknown_submission_policy``.
-A cancel requested meanwhile wins over any retry.
+:meth:`TaskCreator.submit` prepares the prompt image, commits ``claimed → intent`` under the
+generation's lock (compare-and-set on the claim token; a cancelled or re-claimed row is left
+alone, and a cancel recorded meanwhile ends the row ``cancelled`` before anything reaches
+Runway), with this replica as the intent's ``owner`` and the database's ``now()`` as
+``intent_at``; sends the create once (bounded in all by ``create_deadline_s``), then hands the
+task id to :class:`~vidgen_generator.recorder.TaskRecorder`, which records it whatever it
+takes. When Runway definitely created nothing, the row is retried at ``retry_at`` (429
+honouring ``Retry-After``, 502/503, unreachable: backoff with jitter, up to
+``max_create_tries``) or failed with Runway's reason (other 4xx). Any other answer (500, 504,
+408, a timeout, an unreadable body) may come after the task was created and charged:
+:meth:`TaskCreator.apply_unknown` applies ``unknown_submission_policy``. A cancel requested
+meanwhile wins over any retry. Once the process is stopping, a claimed row goes back to
+``pending`` instead of being sent.
 """
 
 from __future__ import annotations
@@ -14,29 +20,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from vidgen_common.events import GenerationCancelled, GenerationFailed, TaskSubmitted
-from vidgen_common.runway import (
-    MODERATION_USER_MESSAGE,
-    Classified,
-    RunwayCallError,
-    Verdict,
-    backoff_delay,
-    estimated_credits,
-)
+from vidgen_common.backoff import backoff_delay
+from vidgen_common.db import lock_generation
+from vidgen_common.events import GenerationCancelled, GenerationFailed
+from vidgen_common.transient import is_transient
 from vidgen_common.uow import UnitOfWork
 from vidgen_generator import store
 from vidgen_generator.errors import ImageUnavailable
 from vidgen_generator.image import PromptImages
 from vidgen_generator.metrics import GeneratorMetrics
 from vidgen_generator.models import Submission
+from vidgen_generator.recorder import TaskRecorder
 from vidgen_generator.runway import CreateRequest, RunwayClient
 from vidgen_generator.settings import GeneratorSettings
+from vidgen_runway.errors import RunwayCallError
+from vidgen_runway.verdicts import MODERATION_USER_MESSAGE, Classified, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,9 @@ class TaskCreator:
         metrics: GeneratorMetrics,
         *,
         clock: Callable[[], datetime],
+        recorder: TaskRecorder,
+        instance_id: str,
+        stopping: Callable[[], bool] = lambda: False,
         on_rate_limited: Callable[[datetime], None] = lambda _: None,
         rng: random.Random | None = None,
     ) -> None:
@@ -63,11 +71,15 @@ class TaskCreator:
         self._s = settings
         self._metrics = metrics
         self._clock = clock
+        self.recorder = recorder
+        self._instance_id = instance_id
+        self._stopping = stopping
         self._on_rate_limited = on_rate_limited
         self._rng = rng or random.Random()
 
     async def submit(self, row: Submission, token: str) -> None:
         tries = row.tries + 1
+        stamps: dict[str, object] = {"generation_id": row.generation_id, "begun": time.time()}
         try:
             image = await self._images.prompt_image(row.image_key, row.image_content_type)
         except ImageUnavailable as exc:
@@ -82,15 +94,10 @@ class TaskCreator:
                 c = replace(c, verdict=Verdict.RETRY)
             await self._not_created(row, token, "claimed", c, tries)
             return
-        now = self._clock()
-        async with self._uow() as uow:
-            ok = await self._move(
-                uow.session, row, "claimed", token, "intent", intent_at=now, tries=tries
-            )
-            await uow.commit()
-        if not ok:
-            log.info("%s/%d was cancelled or re-claimed", row.generation_id, row.attempt)
+        stamps["image"] = time.time()
+        if not await self._commit_intent(row, token, tries):
             return
+        stamps["intent"] = time.time()
         request = CreateRequest(
             model=row.model,
             prompt_image=image,
@@ -100,80 +107,90 @@ class TaskCreator:
             seed=row.seed,
         )
         try:
-            task_id = await self._runway.create(request)
+            task_id = await self._create(request)
         except RunwayCallError as exc:
             c = exc.classified
+            row.tries = tries
             if c.verdict is Verdict.UNKNOWN:
-                async with self._uow() as uow:
-                    row.tries = tries
-                    await self.apply_unknown(uow, row, token, "no_response", c.message)
-                    await uow.commit()
+                cause = "no_response" if c.code == "runway_no_response" else "error_answer"
+                await self._insist(lambda: self._unknown(row, token, cause, c.message))
             else:
-                await self._not_created(row, token, "intent", c, tries)
+                await self._insist(lambda: self._not_created(row, token, "intent", c, tries))
             return
-        await self._record(row, token, task_id)
+        stamps["created"] = time.time()
+        await self.recorder.record(row, token, task_id)
+        stamps["recorded"] = time.time()
+        log.info("task %s created and recorded", task_id, extra={"timings": stamps})
 
-    # -- after the create ----------------------------------------------------------------------
-
-    async def _record(self, row: Submission, token: str, task_id: str) -> None:
-        """Commit the task id and TaskSubmitted; insists, since the task is paid for."""
-        for i in range(6):
-            try:
-                await self._record_once(row, token, task_id)
-                return
-            except Exception:
-                log.warning("recording task %s failed, retrying", task_id, exc_info=True)
-                await asyncio.sleep(min(5.0, 0.25 * 2**i))
-        self._metrics.orphaned.inc()
-        log.error(
-            "Runway task %s of generation %s/%d was created but could not be recorded",
-            task_id,
-            row.generation_id,
-            row.attempt,
-        )
-
-    async def _record_once(self, row: Submission, token: str, task_id: str) -> None:
-        now = self._clock()
-        estimate = estimated_credits(row.model, row.duration)
+    async def _unknown(self, row: Submission, token: str, cause: str, detail: str) -> None:
         async with self._uow() as uow:
-            ok = await self._move(
-                uow.session,
-                row,
-                "intent",
-                token,
-                "submitted",
-                runway_task_id=task_id,
-                submitted_at=now,
-                estimated_cost_credits=estimate,
-                claim_token=None,
-                error_code=None,
-                error_message=None,
-            )
-            if ok:
-                uow.emit(
-                    TaskSubmitted(
-                        generation_id=row.generation_id,
-                        user_id=row.user_id,
-                        runway_task_id=task_id,
-                        model=row.model,
-                        duration=row.duration,
-                        attempt=row.attempt,
-                        estimated_cost_credits=estimate,
-                        submitted_at=now,
-                    )
-                )
+            applied = await self.apply_unknown(uow, row, token, detail)
             await uow.commit()
-        if ok:
-            self._metrics.submitted.labels(row.model).inc()
-            log.info("generation %s: Runway task %s", row.generation_id, task_id)
-            return
-        self._metrics.orphaned.inc()
-        log.error(
-            "Runway task %s of generation %s/%d arrived after its intent was given up",
-            task_id,
-            row.generation_id,
-            row.attempt,
-        )
+        if applied:
+            self.count_unknown(cause)
+
+    async def _insist(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` (the outcome of a create already sent) until the database takes it:
+        left undone, the intent would later be taken for abandoned and fail the generation."""
+        tries = 0
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:
+                tries += 1
+                if not is_transient(exc):
+                    raise
+                if tries <= 3 or tries % 20 == 0:
+                    log.warning("recording a create's outcome failed (try %d): %r", tries, exc)
+                cap = self._s.record_retry_cap_s
+                await asyncio.sleep(backoff_delay(tries, base_s=0.2, cap_s=cap, rng=self._rng))
+
+    async def _commit_intent(self, row: Submission, token: str, tries: int) -> bool:
+        """``claimed → intent`` (owned by this replica), unless the row must not be sent."""
+        now = self._clock()
+        gid = row.generation_id
+        async with self._uow() as uow:
+            session = uow.session
+            await lock_generation(session, gid)
+            if self._stopping():  # shutting down: leave it to a replica that stays
+                await self._move(
+                    session, row, "claimed", token, "pending", claim_token=None, lease_until=None
+                )
+                await uow.commit()
+                log.info("%s/%d released: the process is stopping", gid, row.attempt)
+                return False
+            if await store.CANCELS.is_cancelled(session, gid):
+                if await self._move(session, row, "claimed", token, "cancelled", claim_token=None):
+                    uow.emit(cancelled(row, now))
+                await uow.commit()
+                log.info("%s/%d was cancelled before its create", gid, row.attempt)
+                return False
+            ok = await self._move(
+                session, row, "claimed", token, "intent", db_now=("intent_at",), tries=tries,
+                owner=self._instance_id,
+            )  # fmt: skip
+            await store.heartbeat(session, self._instance_id)  # the owner is known alive
+            await uow.commit()
+        if not ok:
+            log.info("%s/%d was cancelled or re-claimed", gid, row.attempt)
+        return ok
+
+    async def _create(self, request: CreateRequest) -> str:
+        """The create, bounded in all (the SDK's timeouts bound each read, not the call)."""
+        try:
+            return await asyncio.wait_for(
+                self._runway.create(request), timeout=self._s.create_deadline_s
+            )
+        except TimeoutError as exc:
+            c = Classified(
+                Verdict.UNKNOWN,
+                "runway_no_response",
+                f"no answer to the create within {self._s.create_deadline_s:.0f} s",
+            )
+            raise RunwayCallError(c) from exc
+
+    # -- when nothing (or something unknown) was created ----------------------------------------
 
     async def _not_created(
         self, row: Submission, token: str, from_state: str, c: Classified, tries: int
@@ -182,7 +199,8 @@ class TaskCreator:
         now = self._clock()
         async with self._uow() as uow:
             session = uow.session
-            if await store.is_cancelled(session, row.generation_id):
+            await lock_generation(session, row.generation_id)
+            if await store.CANCELS.is_cancelled(session, row.generation_id):
                 if await self._move(
                     session, row, from_state, token, "cancelled", claim_token=None, tries=tries
                 ):
@@ -225,16 +243,21 @@ class TaskCreator:
                     uow.emit(failed(row, c, message, total, now))
             await uow.commit()
 
+    def count_unknown(self, cause: str) -> None:
+        """Count one create of unknown outcome (after the policy was committed)."""
+        self._metrics.submission_unknown.labels(cause, self._s.unknown_submission_policy).inc()
+
     async def apply_unknown(
-        self, uow: UnitOfWork, row: Submission, token: str | None, cause: str, detail: str
-    ) -> None:
-        """The create may have made a task we hold no id for: apply the policy (in ``uow``)."""
+        self, uow: UnitOfWork, row: Submission, token: str | None, detail: str
+    ) -> bool:
+        """The create may have made a task we hold no id for: apply the policy (in ``uow``);
+        False if the row was no longer this intent."""
         policy = self._s.unknown_submission_policy
-        self._metrics.submission_unknown.labels(cause, policy).inc()
         now = self._clock()
         session = uow.session
-        if await store.is_cancelled(session, row.generation_id):
-            if await self._move(
+        await lock_generation(session, row.generation_id)
+        if await store.CANCELS.is_cancelled(session, row.generation_id):
+            moved = await self._move(
                 session,
                 row,
                 "intent",
@@ -243,9 +266,10 @@ class TaskCreator:
                 claim_token=None,
                 error_code=SUBMISSION_UNKNOWN,
                 error_message=detail,
-            ):
+            )
+            if moved:
                 uow.emit(cancelled(row, now))
-            return
+            return moved
         if policy == "resubmit" and row.tries < self._s.max_create_tries:
             log.warning(
                 "create of %s/%d has no known outcome (%s); resubmitting: Runway may now "
@@ -254,7 +278,7 @@ class TaskCreator:
                 row.attempt,
                 detail,
             )
-            await self._move(
+            return await self._move(
                 session,
                 row,
                 "intent",
@@ -266,14 +290,13 @@ class TaskCreator:
                 error_code=SUBMISSION_UNKNOWN,
                 error_message=detail,
             )
-            return
         message = (
-            f"Runway's answer to the create was lost ({detail}). Runway may have created a "
-            "task whose id vidgen never received; vidgen does not create a second one, so as "
-            "not to pay twice."
+            f"No usable answer to the create ({detail}). Runway may have created a task "
+            "whose id vidgen never received; vidgen does not create a second one, so as not "
+            "to pay twice."
         )
         log.error("generation %s: %s", row.generation_id, message)
-        if await self._move(
+        moved = await self._move(
             session,
             row,
             "intent",
@@ -282,10 +305,12 @@ class TaskCreator:
             claim_token=None,
             error_code=SUBMISSION_UNKNOWN,
             error_message=message,
-        ):
+        )
+        if moved:
             c = Classified(Verdict.UNKNOWN, SUBMISSION_UNKNOWN, message)
             total = await store.total_cost(session, row.generation_id)
             uow.emit(failed(row, c, message, total, now))
+        return moved
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -296,6 +321,7 @@ class TaskCreator:
         from_state: str,
         token: str | None,
         to_state: str,
+        db_now: tuple[str, ...] = (),
         **fields: object,
     ) -> bool:
         return await store.transition(
@@ -306,6 +332,7 @@ class TaskCreator:
             token=token,
             to_state=to_state,
             now=self._clock(),
+            db_now=db_now,
             **fields,
         )
 

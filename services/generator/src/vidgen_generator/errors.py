@@ -4,7 +4,7 @@ GeneratorError
 └── ImageUnavailable        the prompt image cannot be read from vidgen's store
                             (``permanent``: it is not there; else the store failed)
 
-Runway's own failures travel as :class:`vidgen_common.runway.RunwayCallError`.
+Runway's own failures travel as :class:`vidgen_runway.errors.RunwayCallError`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The generator's event handlers. None of them calls Runway: they record what to do, in one
 transaction with the inbox claim and the events they emit, and wake the submission loop.
+Each transaction takes the generation's lock first
+(:func:`~vidgen_common.db.lock_generation`), so a request, its cancel and a resubmission
+handled at the same moment by two replicas see each other's rows.
 
 =========================  ================================================================
 event                      effect
@@ -22,11 +25,16 @@ VideoReady, GenerationFailed, GenerationCancelled
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
+from vidgen_common.bus import Handler
+from vidgen_common.clock import utc_now
+from vidgen_common.db import lock_generation
 from vidgen_common.events import (
     Envelope,
+    EventData,
     GenerationCancelled,
     GenerationCancelRequested,
     GenerationFailed,
@@ -34,21 +42,17 @@ from vidgen_common.events import (
     TaskOutputRejected,
     VideoReady,
 )
-from vidgen_common.runway import Classified, Verdict
 from vidgen_common.telemetry import current_trace_headers
 from vidgen_common.uow import UnitOfWork
 from vidgen_generator import store
 from vidgen_generator.creator import cancelled, failed
 from vidgen_generator.settings import GeneratorSettings
 from vidgen_generator.store import NewSubmission
+from vidgen_runway.verdicts import Classified, Verdict
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "generator"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class GeneratorHandlers:
@@ -64,6 +68,17 @@ class GeneratorHandlers:
         self._wake = wake
         self._clock = clock
 
+    def table(self) -> dict[type[EventData], Handler]:
+        """Event type → handler (the table in the module doc): what the consumer reads."""
+        return {
+            GenerationRequested: self.on_requested,
+            GenerationCancelRequested: self.on_cancel_requested,
+            TaskOutputRejected: self.on_output_rejected,
+            VideoReady: self.on_task_ended,
+            GenerationFailed: self.on_task_ended,
+            GenerationCancelled: self.on_task_ended,
+        }
+
     async def on_requested(self, envelope: Envelope[GenerationRequested]) -> None:
         req = envelope.data
         now = self._clock()
@@ -73,9 +88,10 @@ class GeneratorHandlers:
             req, traceparent or envelope.traceparent, tracestate or envelope.tracestate
         )
         async with self._uow() as uow:
+            await lock_generation(uow.session, req.generation_id)
             if not await uow.claim(CONSUMER, envelope):
                 return
-            if await store.is_cancelled(uow.session, req.generation_id):
+            if await store.CANCELS.is_cancelled(uow.session, req.generation_id):
                 if await store.insert(uow.session, new, "cancelled", now):
                     uow.emit(
                         GenerationCancelled(
@@ -91,9 +107,10 @@ class GeneratorHandlers:
         gid = envelope.data.generation_id
         now = self._clock()
         async with self._uow() as uow:
+            await lock_generation(uow.session, gid)
             if not await uow.claim(CONSUMER, envelope):
                 return
-            await store.add_cancel(uow.session, gid, now)
+            await store.CANCELS.add(uow.session, gid, now)
             row = await store.get(uow.session, gid)
             if row is not None and row.state in ("pending", "claimed"):
                 moved = await store.transition(
@@ -116,12 +133,16 @@ class GeneratorHandlers:
         now = self._clock()
         resubmitted = False
         async with self._uow() as uow:
+            await lock_generation(uow.session, gid)
             if not await uow.claim(CONSUMER, envelope):
                 return
             session = uow.session
             row = await store.get(session, gid, event.attempt)
             if row is None or row.runway_task_id != event.runway_task_id:
                 log.warning("rejected task %s is not one of ours", event.runway_task_id)
+                await uow.commit()
+                return
+            if row.state != "submitted":  # ended here already (e.g. by a dead letter)
                 await uow.commit()
                 return
             await store.transition(
@@ -137,7 +158,7 @@ class GeneratorHandlers:
                 error_code="runway_bad_output",
                 error_message=event.failure,
             )
-            if await store.is_cancelled(session, gid):
+            if await store.CANCELS.is_cancelled(session, gid):
                 uow.emit(cancelled(row, now, row.runway_task_id))
             elif row.attempt >= self._s.max_attempts:
                 total = await store.total_cost(session, gid)
@@ -162,6 +183,7 @@ class GeneratorHandlers:
         self, envelope: Envelope[VideoReady | GenerationFailed | GenerationCancelled]
     ) -> None:
         event = envelope.data
+        arrived = time.time()
         async with self._uow() as uow:
             ended = await store.mark_task_ended(
                 uow.session, event.generation_id, event.runway_task_id, self._clock()
@@ -169,3 +191,5 @@ class GeneratorHandlers:
             await uow.commit()
         if ended:
             self._wake()
+            stamps = {"generation_id": event.generation_id, "ended": arrived, "woken": time.time()}
+            log.info("task %s ended: budget freed", event.runway_task_id, extra={"timings": stamps})

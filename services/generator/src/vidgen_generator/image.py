@@ -55,7 +55,7 @@ class PromptImages:
     async def prompt_image(self, key: str, content_type: str) -> str:
         """A data URI, a ``runway://`` URI or (public store only) a presigned URL.
 
-        Raises :class:`ImageUnavailable` or :class:`~vidgen_common.runway.RunwayCallError`.
+        Raises :class:`ImageUnavailable` or :class:`~vidgen_runway.errors.RunwayCallError`.
         """
         try:
             info = await self._storage.stat(key)

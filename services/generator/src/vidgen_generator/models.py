@@ -1,4 +1,4 @@
-"""The generator's tables (schema ``generator``) and their migrations, kept in step.
+"""The generator's tables (schema ``generator``), kept in step with ``migrations/``.
 
 ``submissions``: one row per Runway task the generator means to create, keyed by
 ``(generation_id, attempt)``. Its ``state`` moves only forward::
@@ -10,8 +10,19 @@
 
 The ``claimed → intent`` step is a compare-and-set on ``claim_token``, committed *before*
 the create is sent: at most one create per row is ever in flight, whatever the number of
-replicas. ``task_ended_at`` is set when the task's end is heard of (for the concurrency
-budget). ``generator_cancels`` remembers cancel requests, whatever order events arrive in.
+replicas. The intent records its ``owner`` (the replica sending the create) and
+``intent_at`` by the database's clock. ``task_ended_at`` is set when the task's end is heard
+of (for the concurrency budget). ``generator_cancels`` remembers cancel requests, whatever
+order events arrive in.
+
+``generator_instances``: one row per live generator process, ``last_seen`` refreshed by the
+database's clock every ``VIDGEN_INSTANCE_HEARTBEAT_S``. An intent whose owner stopped
+heart-beating was in flight when that process died: its task id is lost for good (Runway
+lists no tasks), and the unknown-submission policy applies.
+
+``late_tasks``: task ids Runway returned for an intent that had been given up meanwhile and
+that could not be recorded on their generation (it had failed, been cancelled, or got another
+task); each is cancelled at Runway (``outcome``), never dropped silently.
 """
 
 from __future__ import annotations
@@ -19,8 +30,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlmodel import Field, SQLModel
-
-from vidgen_common.migrations import Migration
 
 STATES = ("pending", "claimed", "intent", "submitted", "failed", "cancelled")
 
@@ -45,6 +54,7 @@ class Submission(SQLModel, table=True):
     claim_token: str | None = None
     lease_until: datetime | None = None
     intent_at: datetime | None = None
+    owner: str | None = None
     runway_task_id: str | None = Field(default=None, unique=True)
     submitted_at: datetime | None = None
     estimated_cost_credits: int | None = None
@@ -58,58 +68,26 @@ class Submission(SQLModel, table=True):
     updated_at: datetime
 
 
-class GeneratorCancel(SQLModel, table=True):
-    __tablename__ = "generator_cancels"
+class GeneratorInstance(SQLModel, table=True):
+    __tablename__ = "generator_instances"
 
-    generation_id: str = Field(primary_key=True)
-    requested_at: datetime
+    instance_id: str = Field(primary_key=True)
+    started_at: datetime
+    last_seen: datetime
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        "generator",
-        1,
-        "submissions and cancels",
-        (
-            f"""CREATE TABLE submissions (
-                generation_id text NOT NULL,
-                attempt int NOT NULL CHECK (attempt >= 1),
-                user_id text NOT NULL,
-                project_id text NOT NULL,
-                image_key text NOT NULL,
-                image_content_type text NOT NULL,
-                prompt text NOT NULL,
-                model text NOT NULL,
-                ratio text NOT NULL,
-                duration int NOT NULL,
-                seed bigint,
-                state text NOT NULL CHECK (state IN ({", ".join(f"'{s}'" for s in STATES)})),
-                tries int NOT NULL DEFAULT 0,
-                retry_at timestamptz NOT NULL,
-                claim_token text,
-                lease_until timestamptz,
-                intent_at timestamptz,
-                runway_task_id text UNIQUE,
-                submitted_at timestamptz,
-                estimated_cost_credits int,
-                task_ended_at timestamptz,
-                cost_credits int,
-                error_code text,
-                error_message text,
-                traceparent text,
-                tracestate text,
-                created_at timestamptz NOT NULL DEFAULT now(),
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (generation_id, attempt)
-            )""",
-            "CREATE INDEX submissions_due ON submissions (retry_at) WHERE state = 'pending'",
-            "CREATE INDEX submissions_in_flight ON submissions (model) "
-            "WHERE state IN ('claimed', 'intent', 'submitted') AND task_ended_at IS NULL",
-            "CREATE INDEX submissions_intents ON submissions (intent_at) WHERE state = 'intent'",
-            """CREATE TABLE generator_cancels (
-                generation_id text PRIMARY KEY,
-                requested_at timestamptz NOT NULL
-            )""",
-        ),
-    ),
-)
+LATE_OUTCOMES = ("to_cancel", "cancelled", "cancel_failed")
+
+
+class LateTask(SQLModel, table=True):
+    __tablename__ = "late_tasks"
+
+    runway_task_id: str = Field(primary_key=True)
+    generation_id: str
+    attempt: int
+    reason: str
+    outcome: str
+    tries: int = 0
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime

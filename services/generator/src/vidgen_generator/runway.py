@@ -1,9 +1,10 @@
 """The generator's port to Runway, and its adapter on the official async SDK.
 
-Every call of :class:`RunwayClient` raises :class:`~vidgen_common.runway.RunwayCallError`
-(carrying a :class:`~vidgen_common.runway.Classified` verdict) when it fails; handlers never
-see SDK or httpx exceptions. ``create`` is sent once (the SDK's retries are off): a
-``RunwayCallError`` whose verdict is ``unknown`` means a task may exist anyway.
+Every call of :class:`RunwayClient` raises :class:`~vidgen_runway.errors.RunwayCallError`
+(carrying a :class:`~vidgen_runway.verdicts.Classified` verdict) when it fails; handlers never
+see SDK or httpx exceptions. ``create`` is sent once (the SDK's retries are off) and judged by
+:func:`~vidgen_runway.sdk.classify_create_error`: a ``RunwayCallError`` whose verdict is
+``unknown`` means a task may exist anyway (a 500, a 504, a lost or unreadable answer).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from vidgen_common.runway import SdkAdapter
+from vidgen_runway.sdk import SdkAdapter, classify_create_error
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class RunwayClient(Protocol):
 
     async def create(self, request: CreateRequest) -> str:
         """Create an image-to-video task (no retries); returns the task id."""
+
+    async def cancel(self, task_id: str) -> None:
+        """Cancel (or delete, when it has ended) a task: ``DELETE /v1/tasks/{id}``. A task
+        Runway no longer knows raises a ``runway_not_found`` verdict."""
 
     async def concurrency_limits(self) -> dict[str, int | None]:
         """``maxConcurrentGenerations`` per model, from ``GET /v1/organization``."""
@@ -67,10 +72,20 @@ class SdkRunwayClient(SdkAdapter):
         resource = cast(Any, self._client.image_to_video)
         try:
             created = await resource.create(**params)
+            task_id = getattr(created, "id", None)
+            if not isinstance(task_id, str) or not task_id:
+                raise ValueError(f"the create's answer has no task id: {created!r}")
         except Exception as exc:
-            raise self._failed("create", exc) from exc
+            raise self._failed("create", exc, classify_create_error) from exc
         self._count("create", "ok")
-        return str(created.id)
+        return task_id
+
+    async def cancel(self, task_id: str) -> None:
+        try:
+            await self._client.tasks.delete(task_id)
+        except Exception as exc:
+            raise self._failed("delete", exc) from exc
+        self._count("delete", "ok")
 
     async def concurrency_limits(self) -> dict[str, int | None]:
         try:

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field
 
 from vidgen_common.errors import ConfigurationError
-from vidgen_common.runway import RunwaySettings
 from vidgen_common.settings import ServiceSettings
+from vidgen_runway.settings import RunwaySettings
 
 UnknownPolicy = Literal["fail", "resubmit"]
 
@@ -28,11 +28,28 @@ class GeneratorSettings(ServiceSettings):
         description="a create whose answer was lost: fail (submission_unknown, never pays "
         "twice) or resubmit (may pay for two tasks)",
     )
-    intent_stale_s: float = Field(
-        90.0,
+    # Whose create is still alive: each replica heart-beats a row by the database's clock; the
+    # intents of a replica that stopped heart-beating follow the policy above.
+    instance_heartbeat_s: float = Field(
+        5.0, gt=0, description="how often a replica tells the database it is alive"
+    )
+    instance_dead_after_s: float = Field(
+        30.0,
         gt=0,
-        description="An intent older than this without a task id is a crashed create "
-        "(must exceed the Runway call timeout)",
+        description="a replica silent this long (database clock) is dead: its creates in "
+        "flight follow the unknown-submission policy (at least 3 heartbeats)",
+    )
+    intent_stale_s: float = Field(
+        1800.0,
+        gt=0,
+        description="backstop: an intent older than this (database clock) follows the policy "
+        "even if its replica still heart-beats (must exceed twice RUNWAY_TIMEOUT_S)",
+    )
+    record_retry_cap_s: float = Field(
+        5.0,
+        gt=0,
+        description="longest wait between tries of recording a created task's id while the "
+        "database is away (it is retried for as long as the process lives)",
     )
 
     # The prompt image: a data URI when small, else an ephemeral upload; a presigned URL of
@@ -66,19 +83,40 @@ class GeneratorSettings(ServiceSettings):
     )
 
     # The submission loop.
+    # Creates in flight per replica: more is more throughput, but a kill -9 of a replica can
+    # orphan (lose the id of a paid task for) at most this many creates. See docs/operations.md.
     max_concurrent_submissions: int = Field(
-        8, ge=1, description="creates (with their image uploads) in progress per replica"
+        8,
+        ge=1,
+        description="creates (with their image uploads) in progress per replica; also the most "
+        "paid tasks a kill -9 of one replica can orphan",
     )
     claim_lease_s: float = Field(60.0, gt=0, description="time to prepare the image")
     submit_poll_interval_s: float = Field(
         1.0, gt=0, description="longest sleep of the submission loop"
     )
+    stall_warn_s: float = Field(
+        600.0,
+        gt=0,
+        description="a submission waiting longer than this is logged with why it waits "
+        "(budget, Runway's Retry-After, a retry's due time)",
+    )
 
     def check_safe(self) -> None:
         super().check_safe()
         self.runway.check_safe(self.env)
-        if self.intent_stale_s <= self.runway.runway_timeout_s:
+        if self.intent_stale_s <= self.create_deadline_s:
             raise ConfigurationError(
-                "VIDGEN_INTENT_STALE_S must exceed RUNWAY_TIMEOUT_S, or a live create would be "
-                "taken for a crashed one"
+                "VIDGEN_INTENT_STALE_S must exceed twice RUNWAY_TIMEOUT_S plus the connect "
+                "timeout, or a live create would be taken for a crashed one"
             )
+        if self.instance_dead_after_s < 3 * self.instance_heartbeat_s:
+            raise ConfigurationError(
+                "VIDGEN_INSTANCE_DEAD_AFTER_S must be at least 3 x VIDGEN_INSTANCE_HEARTBEAT_S, "
+                "or a live replica would be taken for a dead one"
+            )
+
+    @property
+    def create_deadline_s(self) -> float:
+        """The longest a create may take in all (the SDK's timeouts are per read)."""
+        return 2 * self.runway.runway_timeout_s + self.runway.runway_connect_timeout_s

@@ -11,16 +11,23 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from vidgen_common.cancels import Tombstones
 from vidgen_common.db import run_sql
 from vidgen_common.events import GenerationRequested
 from vidgen_generator.models import Submission
 
 _COLUMNS = frozenset(Submission.model_fields)
+
+
+def _ago(param: str) -> str:
+    """SQL for "``:param`` seconds before the database's ``now()``"."""
+    return f"now() - make_interval(secs => CAST(:{param} AS float8))"
+
 
 _INSERT = """
 INSERT INTO submissions (
@@ -98,20 +105,8 @@ async def insert(session: AsyncSession, new: NewSubmission, state: str, now: dat
     return result.scalar_one_or_none() is not None
 
 
-async def add_cancel(session: AsyncSession, generation_id: str, now: datetime) -> None:
-    await run_sql(
-        session,
-        "INSERT INTO generator_cancels (generation_id, requested_at) VALUES (:g, :now) "
-        "ON CONFLICT DO NOTHING",
-        {"g": generation_id, "now": now},
-    )
-
-
-async def is_cancelled(session: AsyncSession, generation_id: str) -> bool:
-    result = await run_sql(
-        session, "SELECT 1 FROM generator_cancels WHERE generation_id = :g", {"g": generation_id}
-    )
-    return result.scalar_one_or_none() is not None
+CANCELS = Tombstones("generator_cancels")
+"""The cancel requests this service has seen (see :mod:`vidgen_common.cancels`)."""
 
 
 async def get(
@@ -145,9 +140,12 @@ async def in_flight_by_model(
     """Tasks being created or running per model (the concurrency budget's usage)."""
     result = await run_sql(
         session,
+        # claimed and intent rows never have task_ended_at (it is set on submitted rows, or
+        # as a row fails); saying it for all three lets the partial index
+        # submissions_in_flight answer: the OR alone was a scan of every submission ever made
         "SELECT model, count(*) FROM submissions "
-        "WHERE state IN ('claimed', 'intent') OR (state = 'submitted' "
-        "AND task_ended_at IS NULL AND submitted_at > :since) GROUP BY model",
+        "WHERE (state IN ('claimed', 'intent') OR (state = 'submitted' "
+        "AND submitted_at > :since)) AND task_ended_at IS NULL GROUP BY model",
         {"since": now - timedelta(seconds=stale_s)},
     )
     rows = cast(list[tuple[str, int]], result.all())
@@ -194,13 +192,16 @@ async def transition(
     token: str | None,
     to_state: str,
     now: datetime,
-    **fields: object,
+    db_now: Sequence[str] = (),
+    **fields: Any,
 ) -> bool:
-    """Compare-and-set ``from_state`` (and ``claim_token`` when given) to ``to_state``."""
-    unknown = set(fields) - _COLUMNS
+    """Compare-and-set ``from_state`` (and ``claim_token`` when given) to ``to_state``;
+    the columns named in ``db_now`` are set to the database's ``now()``."""
+    unknown = (set(fields) | set(db_now)) - _COLUMNS
     if unknown:
         raise ValueError(f"not columns of submissions: {sorted(unknown)}")
     sets = "".join(f", {name} = :{name}" for name in fields)  # names checked just above
+    sets += "".join(f", {name} = now()" for name in db_now)
     sql = (
         f"UPDATE submissions SET state = :to_state, updated_at = :now{sets} "  # noqa: S608
         "WHERE generation_id = :g AND attempt = :a AND state = :from_state"
@@ -231,24 +232,132 @@ async def release_expired_claims(session: AsyncSession, now: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-async def stale_intents(
-    session: AsyncSession, now: datetime, stale_s: float, limit: int = 50
-) -> Sequence[Submission]:
-    """Intents older than any live create can be: their replica died mid-create."""
-    query = (
-        select(Submission)
-        .where(
-            Submission.state == "intent",
-            col(Submission.intent_at) < now - timedelta(seconds=stale_s),
-        )
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+# -- the replicas' heartbeats and the intents of dead ones (the database's clock) --------------
+
+
+async def heartbeat(session: AsyncSession, instance_id: str) -> None:
+    """This replica is alive (``last_seen = now()`` of the database)."""
+    await run_sql(
+        session,
+        "INSERT INTO generator_instances (instance_id, started_at, last_seen) "
+        "VALUES (:i, now(), now()) ON CONFLICT (instance_id) DO UPDATE SET last_seen = now()",
+        {"i": instance_id},
     )
-    return (await session.exec(query)).all()
 
 
-async def next_due_at(session: AsyncSession) -> datetime | None:
-    result = await run_sql(session, "SELECT min(retry_at) FROM submissions WHERE state = 'pending'")
+async def retire(session: AsyncSession, instance_id: str) -> None:
+    await run_sql(
+        session, "DELETE FROM generator_instances WHERE instance_id = :i", {"i": instance_id}
+    )
+
+
+async def forget_dead_instances(session: AsyncSession, older_than_s: float) -> int:
+    """Drop heartbeat rows of replicas long dead that own no intent any more."""
+    result = await run_sql(
+        session,
+        f"DELETE FROM generator_instances i WHERE last_seen < {_ago('s')} "  # noqa: S608
+        "AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s.state = 'intent' "
+        "AND s.owner = i.instance_id)",
+        {"s": older_than_s},
+    )
+    return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True)
+class AbandonedIntent:
+    """An intent whose create is in no live process: ``cause`` is ``owner_died`` (its replica
+    stopped heart-beating) or ``stale_intent`` (older than the absolute bound)."""
+
+    generation_id: str
+    attempt: int
+    owner: str | None
+    cause: str
+
+
+_DEAD_OWNER = (
+    "s.owner IS NOT NULL AND s.owner <> :me "
+    f"AND (i.instance_id IS NULL OR i.last_seen < {_ago('dead')})"
+)
+_ABANDONED = f"""
+SELECT s.generation_id, s.attempt, s.owner,
+       CASE WHEN {_DEAD_OWNER} THEN 'owner_died' ELSE 'stale_intent' END
+FROM submissions s LEFT JOIN generator_instances i ON i.instance_id = s.owner
+WHERE s.state = 'intent'
+  AND (({_DEAD_OWNER}) OR s.intent_at < {_ago("stale")})
+ORDER BY s.intent_at LIMIT :limit
+"""  # noqa: S608 (constant fragments only)
+
+
+async def abandoned_intents(
+    session: AsyncSession, me: str, dead_after_s: float, stale_s: float, limit: int = 50
+) -> list[AbandonedIntent]:
+    """Intents of other replicas that stopped heart-beating, and any intent older than
+    ``stale_s``, by the database's clock (no lock: each is re-checked under its lock)."""
+    result = await run_sql(
+        session, _ABANDONED, {"me": me, "dead": dead_after_s, "stale": stale_s, "limit": limit}
+    )
+    rows = cast(list[tuple[str, int, str | None, str]], result.all())
+    return [AbandonedIntent(str(g), int(a), o, str(c)) for g, a, o, c in rows]
+
+
+async def own_intents(session: AsyncSession, me: str) -> list[tuple[str, int]]:
+    """This replica's intents (the caller knows which of them are really in flight)."""
+    result = await run_sql(
+        session,
+        "SELECT generation_id, attempt FROM submissions WHERE state = 'intent' AND owner = :me",
+        {"me": me},
+    )
+    rows = cast(list[tuple[str, int]], result.all())
+    return [(str(g), int(a)) for g, a in rows]
+
+
+# -- task ids that came back for an intent already given up ------------------------------------
+
+
+async def add_late_task(
+    session: AsyncSession, task_id: str, generation_id: str, attempt: int, reason: str
+) -> None:
+    await run_sql(
+        session,
+        "INSERT INTO late_tasks (runway_task_id, generation_id, attempt, reason) "
+        "VALUES (:t, :g, :a, :r) ON CONFLICT DO NOTHING",
+        {"t": task_id, "g": generation_id, "a": attempt, "r": reason},
+    )
+
+
+async def late_tasks_to_cancel(
+    session: AsyncSession, retry_after_s: float, limit: int = 20
+) -> list[tuple[str, str, int]]:
+    """(task id, generation id, tries) of late tasks whose cancel is due again."""
+    result = await run_sql(
+        session,
+        "SELECT runway_task_id, generation_id, tries FROM late_tasks "  # noqa: S608
+        f"WHERE outcome = 'to_cancel' AND updated_at < {_ago('s')} "
+        "ORDER BY updated_at LIMIT :limit",
+        {"s": retry_after_s, "limit": limit},
+    )
+    rows = cast(list[tuple[str, str, int]], result.all())
+    return [(str(t), str(g), int(n)) for t, g, n in rows]
+
+
+async def set_late_outcome(
+    session: AsyncSession, task_id: str, outcome: str, error: str | None = None
+) -> None:
+    await run_sql(
+        session,
+        "UPDATE late_tasks SET outcome = :o, tries = tries + 1, last_error = :e, "
+        "updated_at = now() WHERE runway_task_id = :t",
+        {"o": outcome, "e": error, "t": task_id},
+    )
+
+
+async def next_due_at(session: AsyncSession, exclude_models: Iterable[str] = ()) -> datetime | None:
+    """When the next pending row of a model with room in its budget is due (None: none is)."""
+    excluded = list(exclude_models)
+    sql = "SELECT min(retry_at) FROM submissions WHERE state = 'pending'"
+    if excluded:
+        sql += " AND NOT (model = ANY(:excluded))"
+    result = await run_sql(session, sql, {"excluded": excluded} if excluded else None)
     value = result.scalar_one_or_none()
     return value if isinstance(value, datetime) else None
 
@@ -265,6 +374,21 @@ async def mark_task_ended(
         {"g": generation_id, "tid": task_id, "now": now},
     )
     return int(result.rowcount or 0)
+
+
+async def waiting_since(
+    session: AsyncSession, now: datetime, older_than_s: float, limit: int = 20
+) -> list[tuple[str, int, str, datetime, str | None]]:
+    """Pending rows created more than ``older_than_s`` ago: (generation, attempt, model,
+    retry_at, last error code), oldest first (to say in the log why each waits)."""
+    result = await run_sql(
+        session,
+        "SELECT generation_id, attempt, model, retry_at, error_code FROM submissions "
+        "WHERE state = 'pending' AND created_at < :since ORDER BY created_at LIMIT :limit",
+        {"since": now - timedelta(seconds=older_than_s), "limit": limit},
+    )
+    rows = cast(list[tuple[str, int, str, datetime, str | None]], result.all())
+    return [(str(g), int(a), str(m), r, e) for g, a, m, r, e in rows]
 
 
 async def count_due(session: AsyncSession, now: datetime, models: Sequence[str]) -> int:

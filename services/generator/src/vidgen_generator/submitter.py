@@ -3,18 +3,36 @@
 Each pass (every replica runs one, ``run`` until ``stop``):
 
 1. **sweep**: claims whose lease ran out go back to ``pending`` (no create was sent for
-   them); intents older than ``intent_stale_s`` belong to a replica that stopped mid-create
-   and follow ``unknown_submission_policy`` (see :mod:`vidgen_generator.creator`).
+   them); intents whose owner stopped heart-beating (``instance_dead_after_s`` by the
+   database's clock, see :mod:`vidgen_generator.liveness`), this replica's own intents that no
+   create in flight stands for, and any intent older than ``intent_stale_s`` follow
+   ``unknown_submission_policy`` (see :mod:`vidgen_generator.creator`); late tasks whose
+   cancel failed are tried again.
 2. **claim**: due ``pending`` rows, oldest first, within the per-model budget, become
-   ``claimed`` (lease + token) in one transaction serialised across replicas.
+   ``claimed`` (lease + token) in one transaction serialised across replicas (the row locks
+   and the state compare-and-set make a claim safe against a concurrent cancel; no
+   generation lock is taken there, as handlers take it before their row locks).
 3. **submit** each claimed row (:class:`~vidgen_generator.creator.TaskCreator`), with bounded
-   concurrency and in the trace of the request that caused it.
-4. sleep until the next row is due, a handler wakes the loop, or ``submit_poll_interval_s``.
+   concurrency (``max_concurrent_submissions``) and in the trace of the request that caused it.
+4. **report** submissions waiting longer than ``stall_warn_s``, each with why it waits
+   (``vidgen_generator_stalled_submissions``, a log line per generation).
+5. sleep until the next row is due, a handler wakes the loop, or ``submit_poll_interval_s``.
+
+The loop itself (claim slots, pause, sleep, wake, tracing, drain) is
+:class:`vidgen_common.workloop.WorkLoop`; this module is what it claims and does.
+
+**Shutdown** (SIGTERM sets ``stop``): the loop stops claiming; a claimed row not yet sent goes
+back to ``pending``; every create in flight and its recording are awaited, however long the
+recording takes (the database may be away); the heartbeat runs until then, and the replica's
+row is removed last. :meth:`Submitter.drain` does this and is also awaited by the service's
+``close``, so an outer cancel of the loop cannot cut a recording short. Kubernetes'
+``terminationGracePeriodSeconds`` must exceed the create's bound (``2 x RUNWAY_TIMEOUT_S`` +
+the connect timeout) plus a margin for the recording.
 
 No consumer handler waits on Runway: a 429 storm delays the rows it hits, not the others
 (a 429's ``Retry-After`` also pauses this replica's claims, as Runway's limit is per
-organisation). The window that cannot be closed: Runway accepted a create and the answer
-never reached us (timeout, dropped connection, crash before the commit). With policy
+organisation). The window that cannot be closed: Runway accepted a create and no usable
+answer reached us (timeout, dropped connection, 5xx, crash before the commit). With policy
 ``fail`` (the default) the generation fails with ``submission_unknown``; with ``resubmit`` a
 new create is sent and two tasks may be paid for. Both are counted in
 ``vidgen_generator_submission_unknown_total``.
@@ -23,29 +41,26 @@ new create is sent and two tasks may be paid for. Both are counted in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
 from opentelemetry.trace import Tracer
 
-from vidgen_common.aio import wait_any
-from vidgen_common.logs import generation_id_var
-from vidgen_common.telemetry import context_from
+from vidgen_common.clock import utc_now
+from vidgen_common.db import lock_generation
 from vidgen_common.uow import UnitOfWork
+from vidgen_common.workloop import Pace, WorkLoop, WorkSpec
 from vidgen_generator import store
 from vidgen_generator.budget import Budget
 from vidgen_generator.creator import TaskCreator
+from vidgen_generator.liveness import Liveness
 from vidgen_generator.metrics import GeneratorMetrics
 from vidgen_generator.models import Submission
 from vidgen_generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Submitter:
@@ -56,80 +71,96 @@ class Submitter:
         budget: Budget,
         settings: GeneratorSettings,
         metrics: GeneratorMetrics,
+        liveness: Liveness,
         *,
         tracer: Tracer | None = None,
         clock: Callable[[], datetime] = utc_now,
+        pace: Pace | None = None,
     ) -> None:
         self._uow = uow
         self._creator = creator
         self._budget = budget
         self._s = settings
         self._metrics = metrics
-        self._tracer = tracer
+        self._liveness = liveness
         self._clock = clock
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._paused_until: datetime | None = None
-        self.wake = asyncio.Event()
+        self._full_models: set[str] = set()
+        self._stall_logged: dict[tuple[str, int], datetime] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._heartbeat_stop = asyncio.Event()
+        spec: WorkSpec[Submission] = WorkSpec(
+            name="submission",
+            claim=self._claim,
+            handle=lambda row, token: self._creator.submit(row, token),
+            next_due_at=self._next_due_at,
+            key=lambda row: (row.generation_id, row.attempt),
+            describe=lambda row: f"submission of {row.generation_id}/{row.attempt}",
+            span_name="submit to runway",
+            span_attributes=_span_attributes,
+            before_claim=self.sweep,
+            after_claim=lambda: self._report_waiting(self._clock()),
+            after_drain=self._retire,
+            draining_log="stopping: waiting for %d creates in flight and their recording",
+        )
+        # Not idle when full: a full loop still wakes when the next row is due, and each pass
+        # sweeps.
+        self._loop = WorkLoop(
+            spec,
+            concurrency=settings.max_concurrent_submissions,
+            idle_s=settings.submit_poll_interval_s,
+            min_sleep_s=0.01,
+            idle_when_full=False,
+            tracer=tracer,
+            clock=clock,
+            pace=pace,
+        )
+        self.wake = self._loop.wake
+
+    @property
+    def stopping(self) -> bool:
+        """True once shutdown began: nothing new is sent to Runway."""
+        return self._loop.stopping
 
     def pause_until(self, until: datetime) -> None:
         """Claim nothing before ``until`` (Runway asked us to slow down)."""
-        if self._paused_until is None or until > self._paused_until:
-            self._paused_until = until
+        self._loop.pause_until(until)
 
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        try:
-            while not stop.is_set():
-                self.wake.clear()
-                try:
-                    await self.run_once()
-                    delay = await self._sleep_time()
-                except Exception:
-                    log.exception("submission pass failed")
-                    delay = self._s.submit_poll_interval_s
-                await wait_any((self.wake, stop), delay)
-        finally:
-            await self._drain()
+        self._heartbeat = asyncio.create_task(
+            self._liveness.run(self._heartbeat_stop), name="generator-heartbeat"
+        )
+        await self._loop.run(stop)
 
     async def run_once(self) -> int:
         """One pass: sweep, claim, start submitting; returns how many rows were claimed."""
-        await self.sweep()
-        claimed = await self.claim()
-        for row, token in claimed:
-            task = asyncio.create_task(self._submit(row, token), name=f"submit-{row.generation_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
-        return len(claimed)
+        return await self._loop.run_once()
 
     async def idle(self) -> None:
         """Wait for the submissions started so far (tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._loop.idle()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self.wake.set()
+    async def drain(self) -> None:
+        """Stop sending, wait for every create in flight and its recording (however long),
+        then stop the heartbeat and remove this replica's row. Idempotent; cancelling a caller
+        does not cancel the drain."""
+        await self._loop.drain()
 
-    async def _drain(self) -> None:
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(
-            list(self._tasks), timeout=self._s.runway.runway_timeout_s + 5
-        )
-        for task in pending:
-            task.cancel()
+    async def _retire(self) -> None:
+        """The end of the drain: no create is in flight any more."""
+        self._heartbeat_stop.set()
+        if self._heartbeat is not None:
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await self._liveness.retire()
+        log.info("stopped: no create in flight")
 
-    async def _sleep_time(self) -> float:
-        interval = self._s.submit_poll_interval_s
-        now = self._clock()
-        if self._paused_until is not None and self._paused_until > now:
-            return min(interval, (self._paused_until - now).total_seconds())
+    async def _next_due_at(self) -> datetime | None:
+        """Rows of a model whose budget is full are not due: the loop sleeps until a task
+        ends (its handler wakes the loop) or ``submit_poll_interval_s``, instead of passing
+        again every ``min_sleep_s`` while a backlog waits for a slot."""
         async with self._uow() as uow:
-            due_at = await store.next_due_at(uow.session)
-        if due_at is None:
-            return interval
-        return min(interval, max(0.01, (due_at - now).total_seconds()))
+            return await store.next_due_at(uow.session, self._full_models)
 
     # -- sweep and claim -----------------------------------------------------------------------
 
@@ -140,21 +171,101 @@ class Submitter:
             await uow.commit()
         if released:
             log.warning("%d claims expired while preparing; back to pending", released)
-        async with self._uow() as uow:
-            rows = await store.stale_intents(uow.session, now, self._s.intent_stale_s)
-            for row in rows:
-                detail = (
-                    f"no task id was recorded {self._s.intent_stale_s:.0f} s after the create "
-                    "was sent: the generator stopped while creating"
-                )
-                await self._creator.apply_unknown(uow, row, row.claim_token, "stale_intent", detail)
-            await uow.commit()
+        await self._sweep_intents()
+        await self._creator.recorder.retry_late_cancels()
 
-    async def claim(self) -> list[tuple[Submission, str]]:
-        free = self._s.max_concurrent_submissions - len(self._tasks)
+    async def _sweep_intents(self) -> None:
+        """Apply the policy to intents no live create stands for (see the module doc)."""
+        me = self._liveness.instance_id
+        s = self._s
+        async with self._uow() as uow:
+            found = await store.abandoned_intents(
+                uow.session, me, s.instance_dead_after_s, s.intent_stale_s
+            )
+            own = await store.own_intents(uow.session, me)
+            await uow.commit()
+        in_flight = self._loop.in_flight
+        todo = [a for a in found if (a.generation_id, a.attempt) not in in_flight]
+        todo += [
+            store.AbandonedIntent(g, a, me, "abandoned")
+            for g, a in own
+            if (g, a) not in in_flight and all(
+                (x.generation_id, x.attempt) != (g, a) for x in todo
+            )
+        ]  # fmt: skip
+        for intent in todo:
+            await self._give_up(intent)
+
+    async def _give_up(self, intent: store.AbandonedIntent) -> None:
+        gid, attempt = intent.generation_id, intent.attempt
+        async with self._uow() as uow:
+            await lock_generation(uow.session, gid)
+            row = await store.get(uow.session, gid, attempt)
+            if row is None or row.state != "intent" or row.owner != intent.owner:
+                return  # recorded or handled meanwhile
+            if intent.cause == "owner_died":
+                detail = (
+                    f"the generator replica that sent the create ({intent.owner}) died before "
+                    "recording the task id"
+                )
+            elif intent.cause == "abandoned":
+                detail = "the create's task in this replica ended without recording an outcome"
+            else:
+                detail = f"no task id was recorded {self._s.intent_stale_s:.0f} s after the create"
+            applied = await self._creator.apply_unknown(uow, row, row.claim_token, detail)
+            await uow.commit()
+        if applied:
+            self._creator.count_unknown(intent.cause)
+        if applied and intent.cause == "owner_died":
+            self._metrics.orphaned_creates.inc()
+            log.error(
+                "generation %s/%d: its create was in flight when replica %s died; Runway may "
+                "hold a paid task whose id is lost (orphaned create)",
+                gid,
+                attempt,
+                intent.owner,
+            )
+
+    async def _report_waiting(self, now: datetime) -> None:
+        """Log each submission waiting longer than ``stall_warn_s`` with why it waits."""
+        s = self._s
+        async with self._uow() as uow:
+            rows = await store.waiting_since(uow.session, now, s.stall_warn_s)
+            await store.forget_dead_instances(uow.session, 86_400)
+            await uow.commit()
+        self._metrics.stalled.set(len(rows))
+        keep: dict[tuple[str, int], datetime] = {}
+        for gid, attempt, model, retry_at, error_code in rows:
+            key = (gid, attempt)
+            last = self._stall_logged.get(key)
+            keep[key] = last or now
+            if last is not None and (now - last).total_seconds() < s.stall_warn_s:
+                continue
+            keep[key] = now
+            if retry_at > now:
+                why = f"a retry is due in {(retry_at - now).total_seconds():.0f} s ({error_code})"
+            elif self._loop.paused(now):
+                why = "Runway asked to slow down (Retry-After)"
+            elif model in self._full_models:
+                why = f"the {model} budget is full (tasks in flight at Runway)"
+            else:
+                why = "no free slot (VIDGEN_MAX_CONCURRENT_SUBMISSIONS creates in flight)"
+            log.warning(
+                "generation %s/%d has waited over %.0f s to be sent to Runway: %s",
+                gid,
+                attempt,
+                s.stall_warn_s,
+                why,
+            )
+        self._stall_logged = keep
+
+    async def claim(self) -> Sequence[tuple[Submission, str]]:
+        """Claim due rows for the free slots, within the budget (none while stopping or
+        paused); the caller submits them."""
+        return await self._loop.claim()
+
+    async def _claim(self, free: int) -> list[tuple[Submission, str]]:
         now = self._clock()
-        if free <= 0 or (self._paused_until is not None and now < self._paused_until):
-            return []
         await self._budget.refresh()
         picked: list[tuple[Submission, str]] = []
         held_back = 0
@@ -175,33 +286,14 @@ class Submitter:
                 picked.append((row, token))
             held_back += await store.count_due(session, now, self._budget.full_models(in_flight))
             await uow.commit()
+        self._full_models = set(self._budget.full_models(counts))
         self._metrics.waiting_for_budget.set(held_back)
         return picked
 
-    # -- one submission ------------------------------------------------------------------------
 
-    async def _submit(self, row: Submission, token: str) -> None:
-        generation_id_var.set(row.generation_id)  # this task's own context: for the logs
-        try:
-            with self._span(row):
-                await self._creator.submit(row, token)
-        except Exception:
-            # The row stays claimed (its lease expires → pending) or in intent (the sweep
-            # applies the policy): a crash here is handled like a crash of the process.
-            log.exception("submission of %s/%d failed", row.generation_id, row.attempt)
-
-    @contextlib.contextmanager
-    def _span(self, row: Submission) -> Iterator[None]:
-        if self._tracer is None:
-            yield
-            return
-        with self._tracer.start_as_current_span(
-            "submit to runway",
-            context=context_from(row.traceparent, row.tracestate),
-            attributes={
-                "vidgen.generation_id": row.generation_id,
-                "vidgen.attempt": row.attempt,
-                "runway.model": row.model,
-            },
-        ):
-            yield
+def _span_attributes(row: Submission) -> dict[str, Any]:
+    return {
+        "vidgen.generation_id": row.generation_id,
+        "vidgen.attempt": row.attempt,
+        "runway.model": row.model,
+    }

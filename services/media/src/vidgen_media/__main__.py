@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from vidgen_media.bootstrap import media_service
+from vidgen_common.runtime import run_service
+from vidgen_media.bootstrap import EMITS, bootstrap
+from vidgen_media.migrations import MIGRATIONS
 from vidgen_media.settings import MediaSettings
 
 
-async def run(settings: MediaSettings) -> None:
-    async with media_service(settings) as rt:
-        await rt.run()
-
-
 def main() -> None:
-    asyncio.run(run(MediaSettings()))
+    asyncio.run(run_service(MediaSettings(), MIGRATIONS, EMITS, bootstrap))
 
 
 if __name__ == "__main__":

@@ -6,17 +6,22 @@ MediaError                      (vidgen_common.errors.VidgenError)
 │   └── TransientDownloadError  download_failed, but a later attempt may succeed
 ├── VideoTooLarge               video_too_large: over the size cap (upload aborted)
 ├── InvalidVideo                invalid_video: not a playable video (object removed)
-└── StorageFailed               storage_failed: the object store failed (a later try may work)
+├── StorageFailed               the object store failed                  (also TransientError)
+├── SpoolFailed                 the local copy could not be written/read (also TransientError)
+└── TransferBusy                another delivery holds the transfer's lease (also TransientError)
 
-Transient ones (``TransientDownloadError``, ``StorageFailed``) are retried by the handler up
-to ``max_attempts`` before the generation fails; the others fail it at once.
+``TransientDownloadError`` (the *source* kept failing) is retried through redelivery up to
+``max_attempts``, then the generation fails. The ``TransientError`` ones are our own
+dependencies being away (or another delivery working on it): the consumer retries them for as
+long as it takes and they never fail a generation; only a video that is really broken is
+rejected.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from vidgen_common.errors import VidgenError
+from vidgen_common.errors import TransientError, VidgenError
 
 
 class MediaError(VidgenError):
@@ -44,6 +49,16 @@ class InvalidVideo(MediaError):
     code = "invalid_video"
 
 
-class StorageFailed(MediaError):
+class StorageFailed(MediaError, TransientError):
     code = "storage_failed"
+    transient = True
+
+
+class SpoolFailed(MediaError, TransientError):
+    code = "spool_failed"
+    transient = True
+
+
+class TransferBusy(MediaError, TransientError):
+    code = "transfer_busy"
     transient = True

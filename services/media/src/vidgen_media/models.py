@@ -2,28 +2,26 @@
 
 States: ``downloading`` → ``stored`` (object uploaded, checksum known) → ``completed``, or
 ``failed``; ``waiting_for_url`` after a 403 (a fresh URL was asked for); ``retrying`` after a
-transient failure that the next delivery will retry. The SQLModel class and :data:`MIGRATIONS`
-describe the same table: change both together (a test compares them).
+transient failure that the next delivery will retry. A delivery working on a row holds its
+*lease* (``lease_token`` until ``lease_expires_at``, by the database's clock, renewed while it
+works); every write of a delivery checks it still holds the lease. The SQLModel class and
+``migrations/`` describe the same table: change both together (a test compares them).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import BigInteger, DateTime
 from sqlmodel import Field, SQLModel
 
-from vidgen_common.migrations import Migration
+from vidgen_common.clock import utc_now
 
 TransferState = Literal[
     "downloading", "stored", "waiting_for_url", "retrying", "completed", "failed"
 ]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed"})
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Transfer(SQLModel, table=True):
@@ -52,48 +50,11 @@ class Transfer(SQLModel, table=True):
     codec: str | None = None
     error_code: str | None = None
     error_message: str | None = None
-    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
-    updated_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
     completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        "media",
-        1,
-        "transfers",
-        (
-            """CREATE TABLE transfers (
-                generation_id text PRIMARY KEY,
-                user_id text NOT NULL,
-                runway_task_id text NOT NULL,
-                state text NOT NULL CHECK (state IN ('downloading', 'stored',
-                    'waiting_for_url', 'retrying', 'completed', 'failed')),
-                video_key text NOT NULL,
-                thumbnail_key text,
-                event_id text NOT NULL,
-                attempts integer NOT NULL DEFAULT 0,
-                failures integer NOT NULL DEFAULT 0,
-                url_refreshes integer NOT NULL DEFAULT 0,
-                requests integer NOT NULL DEFAULT 0,
-                resumes integer NOT NULL DEFAULT 0,
-                restarts integer NOT NULL DEFAULT 0,
-                size_bytes bigint,
-                sha256 text,
-                etag text,
-                content_type text,
-                duration_seconds double precision,
-                width integer,
-                height integer,
-                codec text,
-                error_code text,
-                error_message text,
-                created_at timestamptz NOT NULL DEFAULT now(),
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                completed_at timestamptz
-            )""",
-            "CREATE INDEX transfers_state ON transfers (state) WHERE state NOT IN "
-            "('completed', 'failed')",
-        ),
-    ),
-)
+    lease_token: str | None = Field(default=None, description="the delivery working on it")
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True), description="by the database's clock"
+    )
+    redrives: int = Field(default=0, description="fresh VideoReady asked for by the sweep")

@@ -6,7 +6,9 @@ width and height > 0; every packet of the video stream demuxes (as many as the c
 announces, so a file cut short is caught) and a frame decodes. The poster is the frame about
 10 % in (at most 1 s), scaled to at most ``max_width`` wide, encoded as JPEG by FFmpeg's mjpeg
 encoder. A file that fails a check raises :class:`InvalidVideo`; failing to read it at all
-(network, store) raises :class:`StorageFailed`, which is worth retrying.
+(network, store) raises :class:`StorageFailed`, which is worth retrying. The service probes a
+local copy of the bytes it stored (:class:`AvProber`), so a network error never reaches the
+verdict.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
 import av.error
 
-from vidgen_common.storage import Storage
-from vidgen_media.errors import InvalidVideo, StorageFailed
+from vidgen_media.errors import InvalidVideo, SpoolFailed, StorageFailed
 
 VIDEO_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "vp8", "mpeg4", "prores"})
 _CONTAINERS = frozenset({"mp4", "mov"})
@@ -139,18 +141,23 @@ def _jpeg(frame: Any, max_width: int) -> bytes:
 
 
 class AvProber:
-    """Probes stored objects through a presigned URL (the ``VideoProber`` port).
+    """Probes the local copy of a video in a worker thread (a
+    :class:`~vidgen_media.pipeline.VideoProber`).
 
-    ``storage`` must sign for an endpoint this process can reach (the internal one).
+    The file is on local disk, so a failure to read it is not the network: FFmpeg's verdict
+    on its content is the video's. Failing to open the file at all is :class:`SpoolFailed`.
     """
 
-    def __init__(self, storage: Storage, *, timeout_s: float, max_width: int) -> None:
-        self._storage = storage
+    def __init__(self, *, timeout_s: float, max_width: int) -> None:
         self._timeout_s = timeout_s
         self._max_width = max_width
 
-    async def probe(self, key: str) -> Probe:
-        url = self._storage.presigned_get(key, ttl_s=max(60, int(self._timeout_s * 20)))
-        return await asyncio.to_thread(
-            probe_source, url, timeout_s=self._timeout_s, max_width=self._max_width
-        )
+    async def probe(self, path: Path) -> Probe:
+        if not await asyncio.to_thread(path.is_file):
+            raise SpoolFailed(f"the local copy {path} is missing")
+        try:
+            return await asyncio.to_thread(
+                probe_source, str(path), timeout_s=self._timeout_s, max_width=self._max_width
+            )
+        except StorageFailed as exc:  # FFmpeg could not read a local file: our disk
+            raise SpoolFailed(str(exc)) from exc

@@ -17,6 +17,8 @@ Faults:
 - more than ``max_bytes`` (announced up front or counted) → :class:`VideoTooLarge`.
 
 A failed fetch never leaves an object at ``key``: ``put_stream`` aborts the multipart upload.
+A local copy that cannot be written raises :class:`SpoolFailed` (retried: our disk, not the
+video).
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ import logging
 import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+from vidgen_common.backoff import exponential_delay
 from vidgen_common.errors import StorageError
 from vidgen_common.storage import Storage
 from vidgen_media.errors import (
     DownloadFailed,
     InvalidVideo,
+    SpoolFailed,
     StorageFailed,
     TransientDownloadError,
     UrlExpired,
@@ -95,7 +100,9 @@ class _Attempts:
             raise TransientDownloadError(
                 f"gave up after {self.failures} failed requests; last: {_describe(exc)}"
             ) from exc
-        delay = min(self._policy.backoff_s * 2 ** (self.failures - 1), self._policy.backoff_max_s)
+        delay = exponential_delay(
+            self.failures, base_s=self._policy.backoff_s, cap_s=self._policy.backoff_max_s
+        )
         log.warning("download of %s failed (%s); retrying in %.2fs", url_key, _describe(exc), delay)
         await asyncio.sleep(delay)
 
@@ -221,19 +228,38 @@ class _Download:
         self._etag = etag
 
 
+async def _tee(chunks: AsyncGenerator[bytes, None], copy: Path) -> AsyncGenerator[bytes, None]:
+    """``chunks``, also written to the local copy (truncated first: a restart starts over)."""
+    try:
+        out = await asyncio.to_thread(copy.open, "wb")
+    except OSError as exc:
+        raise SpoolFailed(f"the local copy {copy} could not be opened: {exc}") from exc
+    try:
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                try:
+                    await asyncio.to_thread(out.write, chunk)
+                except OSError as exc:
+                    raise SpoolFailed(f"the local copy could not be written: {exc}") from exc
+                yield chunk
+    finally:
+        await asyncio.to_thread(out.close)
+
+
 class HttpTransfer:
-    """Downloads an output URL straight into the store (the ``VideoFetcher`` port)."""
+    """Downloads an output URL straight into the store (a
+    :class:`~vidgen_media.pipeline.VideoFetcher`)."""
 
     def __init__(self, client: httpx.AsyncClient, storage: Storage, policy: TransferPolicy) -> None:
         self._client = client
         self._storage = storage
         self._policy = policy
 
-    async def fetch(self, url: str, key: str) -> TransferResult:
+    async def fetch(self, url: str, key: str, copy: Path) -> TransferResult:
         attempts = _Attempts(self._policy)
         while True:
             download = _Download(self._client, url, key, self._policy, attempts)
-            chunks = download.chunks()
+            chunks = _tee(download.chunks(), copy)
             try:
                 stored = await self._storage.put_stream(key, chunks, self._policy.content_type)
             except _Restart as exc:
@@ -245,7 +271,8 @@ class HttpTransfer:
             finally:
                 await chunks.aclose()
             if download.total is not None and stored.size != download.total:
-                await self._storage.remove(key)
+                # Cannot happen with a well-behaved source (the body is checked against the
+                # total as it arrives); the object is ours (the lease), so it is replaced.
                 raise TransientDownloadError(f"stored {stored.size} bytes of {download.total}")
             return TransferResult(
                 key=key,

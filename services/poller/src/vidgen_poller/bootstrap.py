@@ -7,22 +7,20 @@ from dataclasses import dataclass
 from vidgen_common.events import (
     EventData,
     GenerationCancelled,
-    GenerationCancelRequested,
     GenerationFailed,
     TaskOutputRejected,
     TaskProgressed,
-    TaskSubmitted,
     VideoReady,
-    VideoUrlExpired,
 )
 from vidgen_common.runtime import ServiceRuntime
-from vidgen_common.runway import create_client
+from vidgen_poller.dead_letters import PollerDeadLetters
 from vidgen_poller.durations import DurationBook
 from vidgen_poller.handlers import PollerHandlers
 from vidgen_poller.metrics import PollerMetrics
 from vidgen_poller.runway import RunwayTasks, SdkRunwayTasks
 from vidgen_poller.settings import PollerSettings
 from vidgen_poller.tracker import Tracker
+from vidgen_runway.sdk import create_client
 
 EMITS: tuple[type[EventData], ...] = (
     TaskProgressed,
@@ -58,13 +56,11 @@ def bootstrap(
     book = DurationBook(rt.sessions, settings)
     tracker = Tracker(rt.uow, runway, book, settings, metrics, tracer=rt.tracer)
     handlers = PollerHandlers(rt.uow, book, settings, wake=tracker.wake.set)
+    dead_letters = PollerDeadLetters(rt.uow, settings, wake=tracker.wake.set)
     rt.add_consumer(
         f"{settings.kafka.topic_prefix}{settings.service_name}",
-        {
-            TaskSubmitted: handlers.on_task_submitted,
-            GenerationCancelRequested: handlers.on_cancel_requested,
-            VideoUrlExpired: handlers.on_url_expired,
-        },
+        handlers.table(),
+        on_dead_letter=dead_letters,
     )
     rt.add_loop("tracker", tracker.run)
     return Poller(handlers, tracker, book, metrics, sdk)

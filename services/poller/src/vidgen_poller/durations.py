@@ -3,7 +3,8 @@
 :meth:`DurationBook.stats` answers from memory; every ``learn_refresh_s`` it re-reads the
 latest durations recorded by any replica (``tracked_tasks.duration_s``), and durations this
 replica learns are added at once. It falls back from (model, length) to the model, then to
-the model's prior (``duration_priors_s``), when too few tasks have finished.
+the model's prior (``duration_priors_s``: by default the catalog's ``typical_task_s``, see
+:mod:`vidgen_runway.catalog`), when too few tasks have finished.
 """
 
 from __future__ import annotations

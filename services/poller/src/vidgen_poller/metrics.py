@@ -27,6 +27,20 @@ class PollerMetrics:
         )
         self.deadline_exceeded = Counter(
             "vidgen_poller_deadline_exceeded_total",
-            "Tasks cancelled at Runway and failed for running past the deadline",
+            "Tasks cancelled at Runway and failed (runway_timeout) for staying active past "
+            "their bound (deadline_s running, throttled_deadline_s queued); many mean Runway "
+            "is slow or the organisation's concurrency is too small for the load",
+            registry=registry,
+        )
+        self.leases_expired = Counter(
+            "vidgen_poller_leases_expired_total",
+            "Polls claimed by a replica that never finished them (it died or stalled past "
+            "VIDGEN_CLAIM_LEASE_S), polled again; a steady rate means replicas crash or hang",
+            registry=registry,
+        )
+        self.unanswered = Counter(
+            "vidgen_poller_unanswered_total",
+            "Tasks failed (runway_unreachable) because Runway gave no answer about them for "
+            "unanswered_s; check the Runway key, Runway's status and the network",
             registry=registry,
         )

@@ -28,10 +28,10 @@ from vidgen_common.events import (
     TaskProgressed,
     VideoReady,
 )
-from vidgen_common.runway import MODERATION_USER_MESSAGE, Verdict, classify_failure
 from vidgen_poller.models import TrackedTask
 from vidgen_poller.runway import ActiveStatus, TaskView
 from vidgen_poller.schedule import DurationStats, Observed, ScheduleConfig, next_poll_in, observe
+from vidgen_runway.verdicts import MODERATION_USER_MESSAGE, Verdict, classify_failure
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The poller's port to Runway (retrieve and delete a task) and its adapter on the SDK.
 
-Both calls are safe to repeat. They raise :class:`~vidgen_common.runway.RunwayCallError`
+Both calls are safe to repeat. They raise :class:`~vidgen_runway.errors.RunwayCallError`
 (with a verdict) on failure; handlers never see SDK or httpx exceptions. Task bodies are
 mapped to :class:`TaskView`, so fakes need not build SDK models.
 """
@@ -19,7 +19,7 @@ from runwayml.types.task_retrieve_response import (
     Throttled,
 )
 
-from vidgen_common.runway import SdkAdapter
+from vidgen_runway.sdk import SdkAdapter
 
 Status = Literal["PENDING", "THROTTLED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 ActiveStatus = Literal["PENDING", "THROTTLED", "RUNNING"]

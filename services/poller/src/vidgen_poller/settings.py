@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from vidgen_common.runway import RunwaySettings
 from vidgen_common.settings import ServiceSettings
+from vidgen_poller.deadline import Bounds
 from vidgen_poller.schedule import ScheduleConfig
-
-
-def _priors() -> dict[str, float]:
-    # Typical total times of Runway's image-to-video models, until durations are learned.
-    return {"gen4_turbo": 45.0, "gen4.5": 90.0, "veo3.1": 75.0, "veo3.1_fast": 40.0}
+from vidgen_runway.catalog import typical_task_times
+from vidgen_runway.settings import RunwaySettings
 
 
 class PollerSettings(ServiceSettings):
@@ -24,7 +21,7 @@ class PollerSettings(ServiceSettings):
     )
 
     duration_priors_s: dict[str, float] = Field(
-        default_factory=_priors, description="expected task time per model until learned"
+        default_factory=typical_task_times, description="expected task time per model until learned"
     )
     default_duration_prior_s: float = Field(
         60.0, gt=0, description="expected task time of models without a prior"
@@ -42,13 +39,31 @@ class PollerSettings(ServiceSettings):
     deadline_s: float = Field(
         900.0,
         gt=0,
-        description="a task still unfinished this long after submission is "
-        "cancelled at Runway and failed",
+        description="a task Runway still reports PENDING/RUNNING this long after it left "
+        "Runway's queue is cancelled at Runway and fails runway_timeout (a finished task "
+        "is reported as it finished, however late)",
+    )
+    throttled_deadline_s: float = Field(
+        3600.0,
+        gt=0,
+        description="a task still THROTTLED (queued behind the organisation's concurrency "
+        "limit) this long after submission is cancelled at Runway (refunded) and fails "
+        "runway_timeout; throttled time does not count towards deadline_s",
+    )
+    unanswered_s: float = Field(
+        3600.0,
+        gt=0,
+        description="a task Runway has not answered about at all (errors only) for this "
+        "long fails runway_unreachable; until then it is asked again with backoff",
     )
     progress_step: float = Field(0.1, gt=0, le=1, description="progress change worth an event")
     retry_base_s: float = Field(1.0, ge=0, description="first retry delay of a failed poll")
     retry_cap_s: float = Field(30.0, ge=0, description="longest retry delay of a failed poll")
     done_retention_s: float = Field(7 * 86400.0, gt=0, description="finished tasks kept")
+
+    @property
+    def bounds(self) -> Bounds:
+        return Bounds(self.deadline_s, self.throttled_deadline_s, self.unanswered_s)
 
     def check_safe(self) -> None:
         super().check_safe()

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from vidgen_common.cancels import Tombstones
 from vidgen_common.db import run_sql
 from vidgen_common.events import TaskSubmitted, VideoUrlExpired
 from vidgen_poller.models import TrackedTask
@@ -21,10 +22,10 @@ _INSERT = """
 INSERT INTO tracked_tasks (
     runway_task_id, generation_id, user_id, model, duration, attempt, submitted_at, state,
     next_poll_at, deadline_at, estimated_cost_credits, traceparent, tracestate,
-    created_at, updated_at
+    answered_at, created_at, updated_at
 ) VALUES (
     :task_id, :generation_id, :user_id, :model, :duration, :attempt, :submitted_at, :state,
-    :next_poll_at, :deadline_at, :estimated_cost, :traceparent, :tracestate, :now, :now
+    :next_poll_at, :deadline_at, :estimated_cost, :traceparent, :tracestate, :now, :now, :now
 ) ON CONFLICT DO NOTHING RETURNING 1
 """
 
@@ -67,10 +68,11 @@ async def insert_refresh(
     event: VideoUrlExpired,
     *,
     now: datetime,
+    due_at: datetime,
     deadline_at: datetime,
     trace: tuple[str | None, str | None],
 ) -> bool:
-    """Track a task we do not know (any more) only to fetch fresh output URLs."""
+    """Track a task we do not know (any more) only to fetch fresh output URLs, at ``due_at``."""
     result = await run_sql(
         session,
         _INSERT,
@@ -83,7 +85,7 @@ async def insert_refresh(
             "attempt": 1,
             "submitted_at": now,
             "state": "refresh",
-            "next_poll_at": now,
+            "next_poll_at": due_at,
             "deadline_at": deadline_at,
             "estimated_cost": None,
             "traceparent": trace[0],
@@ -109,28 +111,18 @@ async def get_claimed(session: AsyncSession, task_id: str, token: str) -> Tracke
     return (await session.exec(query)).first()
 
 
-async def add_cancel(session: AsyncSession, generation_id: str, now: datetime) -> None:
-    await run_sql(
-        session,
-        "INSERT INTO poller_cancels (generation_id, requested_at) VALUES (:g, :now) "
-        "ON CONFLICT DO NOTHING",
-        {"g": generation_id, "now": now},
-    )
-
-
-async def is_cancelled(session: AsyncSession, generation_id: str) -> bool:
-    result = await run_sql(
-        session, "SELECT 1 FROM poller_cancels WHERE generation_id = :g", {"g": generation_id}
-    )
-    return result.scalar_one_or_none() is not None
+CANCELS = Tombstones("poller_cancels")
+"""The cancel requests this service has seen (see :mod:`vidgen_common.cancels`)."""
 
 
 async def request_cancel(session: AsyncSession, generation_id: str, now: datetime) -> int:
     """Flag the generation's active tasks for deletion at Runway, due at once."""
     result = await run_sql(
         session,
-        "UPDATE tracked_tasks SET cancel_requested = true, next_poll_at = :now, "
-        "updated_at = :now WHERE generation_id = :g AND state = 'active'",
+        "UPDATE tracked_tasks SET cancel_requested = true, updated_at = :now, "
+        # a poll in flight sees the cancel when it writes its result (and makes it due)
+        "next_poll_at = CASE WHEN claim_token IS NULL THEN :now ELSE next_poll_at END "
+        "WHERE generation_id = :g AND state = 'active'",
         {"g": generation_id, "now": now},
     )
     return int(result.rowcount or 0)
@@ -150,6 +142,14 @@ async def claim_due(
     rows = (await session.exec(query)).all()
     token = uuid.uuid4().hex
     if rows:
+        # The cancel tombstone, re-checked for every claimed row: a row whose generation was
+        # cancelled is deleted at Runway, not polled.
+        cancelled = await CANCELS.cancelled_among(
+            session, (r.generation_id for r in rows if r.state == "active")
+        )
+        for r in rows:
+            if r.generation_id in cancelled and r.state == "active":
+                r.cancel_requested = True
         await run_sql(
             session,
             "UPDATE tracked_tasks SET claim_token = :t, next_poll_at = :until "
@@ -201,10 +201,14 @@ async def next_due_at(session: AsyncSession) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-async def purge_done(session: AsyncSession, before: datetime) -> int:
+async def purge_done(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Delete at most ``limit`` tasks finished before ``before``, oldest first."""
     result = await run_sql(
         session,
-        "DELETE FROM tracked_tasks WHERE state = 'done' AND finished_at < :before",
-        {"before": before},
+        # the rows by ctid: with IN (subquery) the planner may hash-join the whole table
+        "DELETE FROM tracked_tasks WHERE ctid = ANY(ARRAY(SELECT ctid "
+        "FROM tracked_tasks WHERE state = 'done' AND finished_at < :before "
+        "ORDER BY finished_at LIMIT :limit))",
+        {"before": before, "limit": limit},
     )
     return int(result.rowcount or 0)

@@ -1,0 +1,3 @@
+-- when Runway last answered about a task
+
+ALTER TABLE tracked_tasks ADD COLUMN answered_at timestamptz;

@@ -32,7 +32,7 @@ from vidgen_common.runtime import ServiceRuntime
 from vidgen_common.settings import DatabaseSettings, KafkaSettings, S3Settings
 from vidgen_common.storage import MinioStorage
 from vidgen_gateway.auth import mint_dev_token
-from vidgen_gateway.bootstrap import Gateway, build
+from vidgen_gateway.bootstrap import Gateway, bootstrap
 from vidgen_gateway.migrations import MIGRATIONS
 from vidgen_gateway.settings import GatewaySettings
 
@@ -86,7 +86,7 @@ async def gateway(
     runtime: ServiceRuntime, settings: GatewaySettings, storage: MinioStorage
 ) -> AsyncIterator[Gateway]:
     """The app and its adapters, with the change feed listening (no consumer running)."""
-    gw = build(runtime, settings)
+    gw = bootstrap(runtime, settings)  # registered, not run: no consumer runs
     stop = asyncio.Event()
     listener = asyncio.create_task(gw.changes.run(stop))
     await asyncio.wait_for(gw.changes.listening.wait(), 10)
@@ -153,7 +153,7 @@ def feed(gateway: Gateway) -> Callable[[EventData], Awaitable[Envelope[EventData
 
     async def do(data: EventData) -> Envelope[EventData]:
         envelope: Envelope[EventData] = Envelope(data=data, source="/vidgen/test")
-        await gateway.projection.handle(envelope)
+        await gateway.handlers.table()[type(envelope.data)](envelope)
         return envelope
 
     return do

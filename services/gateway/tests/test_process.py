@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vidgen_common.testing import wait_until
+from vidgen_testing import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 
 from vidgen_common.errors import PermanentError
 from vidgen_common.events import Envelope, GenerationRequested, VideoUrlExpired
-from vidgen_common.runway import MODERATION_USER_MESSAGE
+from vidgen_runway.verdicts import MODERATION_USER_MESSAGE
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +29,10 @@ async def test_duplicated_events_have_one_effect(
     gid = await generate("alice")
     ev = downstream(gid, "alice")
     envelope: Envelope[Any] = Envelope(data=ev.progressed(0.5), source="/vidgen/poller")
-    await gateway.projection.handle(envelope)
+    await gateway.handlers.table()[type(envelope.data)](envelope)
     before = await status_of(client, auth, "alice", gid)
     for _ in range(3):  # redelivered: the inbox drops it
-        await gateway.projection.handle(envelope)
+        await gateway.handlers.table()[type(envelope.data)](envelope)
     after = await status_of(client, auth, "alice", gid)
     assert after == before
     assert after["progress"] == pytest.approx(0.5)
@@ -152,7 +152,7 @@ async def test_events_for_an_unknown_generation_are_dead_lettered(
         data=downstream("no-such-generation", "x").progressed(0.1), source="/vidgen/poller"
     )
     with pytest.raises(PermanentError):
-        await gateway.projection.handle(envelope)
+        await gateway.handlers.table()[type(envelope.data)](envelope)
 
 
 async def test_generation_requested_rebuilds_a_missing_row(
@@ -201,7 +201,7 @@ async def test_its_own_generation_requested_is_skipped_without_a_transaction(
     headers = [(k, v.encode()) for k, v in row[2]]
     envelope = decode(headers, bytes(row[1]))
     assert envelope.data.generation_id == gid
-    await gateway.projection.handle(envelope)
+    await gateway.handlers.table()[type(envelope.data)](envelope)
     async with runtime.engine.connect() as conn:
         claimed = await conn.execute(text("SELECT count(*) FROM inbox"))
         assert claimed.scalar_one() == 0  # nothing was written: the row came with the event

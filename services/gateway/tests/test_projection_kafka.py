@@ -19,8 +19,8 @@ from vidgen_common.events import (
     topic_for,
 )
 from vidgen_common.outbox import Record
-from vidgen_common.testing import wait_until
 from vidgen_gateway.bootstrap import bootstrap
+from vidgen_testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 async def test_events_through_kafka_drive_the_projection(
     runtime: Any, settings: Any, storage: Any, auth: Any, downstream: Any, image: Any
 ) -> None:
-    gateway = await bootstrap(runtime, settings, serve=False)
+    gateway = bootstrap(runtime, settings)
     running = asyncio.create_task(runtime.run(install_signals=False))
     kafka = settings.kafka
     publisher = KafkaPublisher(kafka, client_id="test-downstream")
@@ -70,7 +70,7 @@ async def test_events_through_kafka_drive_the_projection(
             await wait_until(relayed, within=30, what="GenerationRequested on Kafka")
             assert [e.data.generation_id for e in published] == [gid]
             # the projection knows its own events (it skips their GenerationRequested)
-            assert published[0].source == gateway.projection.own_source
+            assert published[0].source == gateway.handlers.own_source
 
             ev = downstream(gid, "alice")
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from vidgen_common.runtime import serve_http
-from vidgen_common.testing import wait_until
+from vidgen_testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -156,14 +156,14 @@ async def test_a_stream_wakes_on_a_change_made_elsewhere(
     """A change committed by another process (another replica's projection) reaches the
     stream through NOTIFY, not through anything in this process."""
     from vidgen_common.uow import UnitOfWork
-    from vidgen_gateway.projection import Projection
+    from vidgen_gateway.handlers import ProjectionHandlers
 
     # no re-read on a timer within this test: only the notification can wake the stream
     gateway.app.state.settings = gateway.app.state.settings.model_copy(
         update={"sse_keepalive_s": 60.0}
     )
     gid = await generate("alice")
-    other_replica = Projection(
+    other_replica = ProjectionHandlers(
         lambda: UnitOfWork(runtime.sessions, source="/vidgen/other"), gateway.deps.channel
     )
     async with (
@@ -174,7 +174,7 @@ async def test_a_stream_wakes_on_a_change_made_elsewhere(
         assert (await stream.next_event()) is not None
         from vidgen_common.events import Envelope
 
-        await other_replica.handle(
+        await other_replica.on_event(
             Envelope(data=downstream(gid, "alice").progressed(0.8), source="/vidgen/poller")
         )
         got = await stream.next_event(within=10)

@@ -14,10 +14,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from vidgen_common.devtokens import DEV_JWT_SECRET
 from vidgen_common.errors import ConfigurationError
 from vidgen_gateway.auth import JwksVerifier, SecretVerifier, build_verifier, mint_dev_token
 from vidgen_gateway.errors import Unauthorized
-from vidgen_gateway.settings import DEV_JWT_SECRET, GatewaySettings
+from vidgen_gateway.settings import GatewaySettings
 
 SECRET = "unit-test-secret-0123456789abcdefghij"
 

@@ -16,10 +16,10 @@ from vidgen_common.events import (
     TaskSubmitted,
     VideoReady,
 )
-from vidgen_common.runway import MODERATION_USER_MESSAGE
 from vidgen_gateway.models import RANK, Generation, Status
 from vidgen_gateway.projection import apply_event
 from vidgen_gateway.views import shown_error, to_view
+from vidgen_runway.verdicts import MODERATION_USER_MESSAGE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GID = "g-1"

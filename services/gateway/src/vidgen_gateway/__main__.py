@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from vidgen_common.runtime import ServiceRuntime
+from vidgen_common.runtime import run_service
 from vidgen_gateway.bootstrap import EMITS, bootstrap
 from vidgen_gateway.migrations import MIGRATIONS
 from vidgen_gateway.settings import GatewaySettings
 
 
-async def main() -> None:
-    settings = GatewaySettings()
-    async with ServiceRuntime(settings, MIGRATIONS, emits=EMITS) as rt:
-        await bootstrap(rt, settings)
-        await rt.run()
+def main() -> None:
+    asyncio.run(run_service(GatewaySettings(), MIGRATIONS, EMITS, bootstrap))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

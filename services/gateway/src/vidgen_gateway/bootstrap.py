@@ -1,14 +1,13 @@
-"""Wiring: the real adapters from a running :class:`ServiceRuntime`.
+"""Wiring: the gateway composed on a :class:`ServiceRuntime` (the only place that names the
+concrete adapters: the object store, the change feed, the token verifier).
 
-    settings = GatewaySettings()
-    async with ServiceRuntime(settings, MIGRATIONS, emits=EMITS) as rt:
-        gateway = await bootstrap(rt, settings)
-        await rt.run()
+    run_service(GatewaySettings(), MIGRATIONS, EMITS, bootstrap)  # see __main__
 
 The runtime runs, until SIGTERM: the outbox relay, the projection consumer
-(``gateway-projection``), the change feed (LISTEN) and, on ``VIDGEN_HTTP_PORT``, the API
-(uvicorn) in place of the runtime's ops app: ``/healthz``, ``/readyz`` (database and Kafka,
-``rt.check_ready``) and ``/metrics`` are the API's own.
+(``gateway-projection``, :mod:`vidgen_gateway.handlers`), the change feed (LISTEN), the
+stalled-generation watch and, on ``VIDGEN_HTTP_PORT``, the API (uvicorn) in place of the
+runtime's ops app once the object store answers: ``/healthz``, ``/readyz``
+(``rt.check_ready``) and ``/metrics`` are the API's own. Nothing runs before ``rt.run()``.
 """
 
 from __future__ import annotations
@@ -25,8 +24,9 @@ from vidgen_gateway.api.deps import GatewayDeps
 from vidgen_gateway.app import create_app
 from vidgen_gateway.auth import build_verifier
 from vidgen_gateway.changes import PgChangeFeed, channel_for
-from vidgen_gateway.projection import CONSUMER, Projection
+from vidgen_gateway.handlers import CONSUMER, ProjectionHandlers
 from vidgen_gateway.settings import GatewaySettings
+from vidgen_gateway.stalled import StalledWatch
 
 EMITS: tuple[type[EventData], ...] = (GenerationRequested, GenerationCancelRequested)
 
@@ -36,17 +36,24 @@ class Gateway:
     app: FastAPI
     deps: GatewayDeps
     changes: PgChangeFeed
-    projection: Projection
+    handlers: ProjectionHandlers
+    watch: StalledWatch
+
+    async def close(self) -> None:
+        """The forwarding client; the runtime owns every other connection."""
+        await self.app.state.webhooks.close()
 
 
-def build(rt: ServiceRuntime, settings: GatewaySettings) -> Gateway:
-    """The app, its adapters and the projection, on ``rt`` (nothing started yet)."""
+def bootstrap(rt: ServiceRuntime, settings: GatewaySettings) -> Gateway:
+    """The gateway on ``rt``: its consumer, loops and API registered (run them with
+    ``rt.run()``)."""
     channel = channel_for(rt.schema)
     changes = PgChangeFeed(asyncpg_dsn(settings.db.database_url), channel)
+    storage = MinioStorage(settings.s3)
     deps = GatewayDeps(
         sessions=rt.sessions,
         uow=rt.uow,
-        storage=MinioStorage(settings.s3),
+        storage=storage,
         changes=changes,
         verifier=build_verifier(settings),
         check_ready=rt.check_ready,
@@ -54,22 +61,22 @@ def build(rt: ServiceRuntime, settings: GatewaySettings) -> Gateway:
         metrics=rt.metrics,
     )
     app = create_app(settings, deps, tracer=rt.tracer)
-    projection = Projection(rt.uow, channel, own_source=f"/vidgen/{rt.name}")
-    return Gateway(app, deps, changes, projection)
-
-
-async def bootstrap(
-    rt: ServiceRuntime, settings: GatewaySettings, *, serve: bool = True
-) -> Gateway:
-    """Build the gateway and register its loops on ``rt`` (run them with ``rt.run()``)."""
-    gateway = build(rt, settings)
-    storage = gateway.deps.storage
-    if isinstance(storage, MinioStorage):
-        await storage.ensure_bucket()
+    handlers = ProjectionHandlers(rt.uow, channel, own_source=f"/vidgen/{rt.name}")
+    rt.add_startup("the object store", storage.ensure_bucket)
     # the group is per topic prefix, so isolated deployments (tests, benchmarks) sharing one
     # cluster never join each other's group
-    rt.add_consumer(settings.kafka.topic_prefix + CONSUMER, gateway.projection.handlers())
-    rt.add_loop("change-feed", gateway.changes.run)
-    if serve:
-        rt.app = gateway.app  # served by the runtime on VIDGEN_HTTP_PORT
-    return gateway
+    rt.add_consumer(
+        settings.kafka.topic_prefix + CONSUMER,
+        handlers.table(),
+        on_dead_letter=handlers.on_dead_letter,
+    )
+    rt.add_loop("change-feed", changes.run)
+    watch = StalledWatch(
+        rt.sessions,
+        rt.metrics,
+        bound_s=settings.pipeline_bound_s,
+        interval_s=settings.stalled_check_interval_s,
+    )
+    rt.add_loop("stalled-watch", watch.run)
+    rt.serve(app)
+    return Gateway(app, deps, changes, handlers, watch)

@@ -4,6 +4,8 @@ Every 4xx/5xx answer has the body ``{"error": {"code", "message", "details"}}``.
 
 GatewayError                     (500 internal_error)
 ├── Unauthorized                 401 unauthorized        missing, malformed or rejected token
+├── BudgetExceeded               402 budget_exceeded     estimate over a credit budget
+├── Forbidden                    403 forbidden           admin endpoint, no admin role
 ├── NotFound                     404 not_found           unknown, or another user's (no id leaks)
 ├── Conflict                     409 conflict
 │   ├── IdempotencyConflict      409 idempotency_key_reused   same key, different request
@@ -47,6 +49,18 @@ class Unauthorized(GatewayError):
 
     def __init__(self, message: str = "A valid Bearer token is required.") -> None:
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class BudgetExceeded(GatewayError):
+    """The generation's estimated cost does not fit the caller's daily or monthly budget."""
+
+    status = 402
+    code = "budget_exceeded"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(GatewayError):

@@ -1,4 +1,5 @@
-"""The gateway's tables: projects, generations (the projection) and idempotency keys.
+"""The gateway's tables: projects, generations (the projection), idempotency keys and the
+credit ledger (usage per user and period, budgets).
 
 They live in the gateway's own schema (the connection's search path); the DDL is in
 :mod:`vidgen_gateway.migrations` and must stay in step with these classes.
@@ -6,7 +7,7 @@ They live in the gateway's own schema (the connection's search path); the DDL is
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -101,6 +102,9 @@ class Generation(SQLModel, table=True):
     failed_stage: str | None = None
     cost_credits: int | None = None
     cost_final: bool = False
+    estimated_cost_credits: int | None = None  # the catalog's price, at admission
+    reserved_credits: int = 0  # held against the budgets until settled
+    settled_cost_credits: int | None = None  # booked as spent (None: not settled yet)
     cancel_requested_at: datetime | None = _ts(nullable=True)
     version: int = Field(default=1, sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = _ts()
@@ -118,3 +122,27 @@ class IdempotencyKey(SQLModel, table=True):
     request_hash: str
     generation_id: str
     created_at: datetime = _ts()
+
+
+class CreditUsage(SQLModel, table=True):
+    """A user's credits spent (settled) and reserved in one UTC day or month."""
+
+    __tablename__ = "credit_usage"
+
+    user_id: str = Field(primary_key=True)
+    period: str = Field(primary_key=True)  # day | month
+    period_start: date = Field(primary_key=True)
+    spent: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    reserved: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class CreditBudget(SQLModel, table=True):
+    """An administrator's budgets for one user (None: unlimited)."""
+
+    __tablename__ = "credit_budgets"
+
+    user_id: str = Field(primary_key=True)
+    daily_credits: int | None = Field(default=None, sa_column=Column(BigInteger))
+    monthly_credits: int | None = Field(default=None, sa_column=Column(BigInteger))
+    updated_by: str
+    updated_at: datetime = _ts()

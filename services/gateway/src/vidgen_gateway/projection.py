@@ -1,33 +1,33 @@
-"""The projection: every generation event, folded into the ``generations`` row.
+"""The projection's rules: every generation event, folded into a ``generations`` row.
 
 Events of one generation come from several topics, so they may arrive in any order and more
 than once. The rules make the result independent of that:
 
-- the inbox (``uow.claim``) drops an event already handled;
+- the inbox drops an event already handled (:mod:`vidgen_gateway.handlers`);
 - the status only moves forward (queued < generating < processing < a terminal status) and a
   terminal status (completed, failed, cancelled) never changes once reached;
 - progress never decreases;
 - the cost is an estimate until an event carries the final cost, which then stays;
 - a field learnt late (the Runway task id, say) is filled in whatever the status.
 
-Each visible change bumps ``version`` and NOTIFYs the change channel with the generation id,
-in the same transaction, so live streams in every gateway replica wake up after the commit.
+An event the consumer gives up on (dead-lettered) must not leave its generation showing
+progress for ever: :func:`fail_dead_lettered` fails it with ``event_dead_lettered`` (stage
+``gateway``) unless it is terminal already. That failure is the gateway's own and
+provisional: the pipeline has not said the generation failed, only this projection lost an
+update. So a terminal event that comes later (or the dead-lettered one replayed after a fix)
+still finishes the generation as it really ended; the result is the same whichever arrives
+first. No event is emitted: downstream consumers hear how the generation ended from the
+services that ended it.
+
+These functions are pure; :mod:`vidgen_gateway.handlers` runs them on the locked row, in the
+consumer's transaction.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from vidgen_common.bus import Handler
-from vidgen_common.db import run_sql
-from vidgen_common.errors import PermanentError
 from vidgen_common.events import (
-    ALL_EVENTS,
     Envelope,
     EventData,
     GenerationCancelled,
@@ -39,20 +39,39 @@ from vidgen_common.events import (
     TaskSubmitted,
     VideoReady,
 )
-from vidgen_common.uow import UnitOfWork
 from vidgen_gateway.models import RANK, Generation, Status
+from vidgen_runway.catalog import estimated_credits
 
-log = logging.getLogger(__name__)
+DEAD_LETTERED = "event_dead_lettered"
+STAGE = "gateway"
+DEAD_LETTER_USER_MESSAGE = (
+    "We lost track of this generation because of an internal error. If a video was made it "
+    "will still appear here; otherwise please try again."
+)
 
-CONSUMER = "gateway-projection"
+
+def _provisional(gen: Generation) -> bool:
+    """Failed by this projection's dead-letter hook, not by the pipeline."""
+    return (
+        gen.status == Status.failed.value
+        and gen.error_code == DEAD_LETTERED
+        and gen.failed_stage == STAGE
+    )
 
 
 def _advance(gen: Generation, target: Status) -> bool:
     current = Status(gen.status)
-    if current.terminal or RANK[target] <= RANK[current]:
+    if _provisional(gen) and target.terminal:
+        _clear_failure(gen)  # the pipeline's own ending replaces the gateway's
+    elif current.terminal or RANK[target] <= RANK[current]:
         return False
     gen.status = target.value
     return True
+
+
+def _clear_failure(gen: Generation) -> None:
+    gen.error_code = gen.error_message = gen.user_message = None
+    gen.runway_failure_code = gen.failed_stage = None
 
 
 def _raise_progress(gen: Generation, progress: float) -> bool:
@@ -139,14 +158,34 @@ def apply_event(gen: Generation, data: EventData) -> bool:
             gen.failed_stage = data.stage
             changed = True
     elif isinstance(data, GenerationCancelled):
+        changed |= _final_cost(gen, data.cost_credits)
         changed |= _task_id(gen, data.runway_task_id)
         changed |= _finish(gen, Status.cancelled, data.cancelled_at)
     # GenerationRequested (the row exists already) and VideoUrlExpired change nothing visible.
     return changed
 
 
+def fail_dead_lettered(
+    gen: Generation, envelope: Envelope[EventData], reason: str, at: datetime
+) -> bool:
+    """Fail ``gen`` because ``envelope`` was dead-lettered; False if it is terminal. Pure."""
+    if Status(gen.status).terminal:
+        return False
+    gen.status = Status.failed.value
+    gen.completed_at = at
+    gen.error_code = DEAD_LETTERED
+    gen.failed_stage = STAGE
+    gen.error_message = (
+        f"the gateway could not apply {envelope.type} (event {envelope.id}) and dead-lettered "
+        f"it: {reason}"
+    )[:4000]
+    gen.user_message = DEAD_LETTER_USER_MESSAGE
+    return True
+
+
 def from_requested(data: GenerationRequested) -> Generation:
-    """The row a GenerationRequested describes (when the projection is rebuilt from events)."""
+    """The row a GenerationRequested describes (when the projection is rebuilt from events):
+    its estimate is known, but nothing was reserved for it here (settlement books its cost)."""
     return Generation(
         id=data.generation_id,
         user_id=data.user_id,
@@ -159,53 +198,7 @@ def from_requested(data: GenerationRequested) -> Generation:
         request_metadata={"requestedAt": data.requested_at.isoformat()},
         image_key=data.image_key,
         image_content_type=data.image_content_type,
+        estimated_cost_credits=estimated_credits(data.model, data.duration),
         created_at=data.requested_at,
         updated_at=data.requested_at,
     )
-
-
-async def notify_change(session: AsyncSession, channel: str, generation_id: str) -> None:
-    """Wake live streams of ``generation_id`` once the current transaction commits."""
-    await run_sql(session, "SELECT pg_notify(:c, :g)", {"c": channel, "g": generation_id})
-
-
-class Projection:
-    """The ``gateway-projection`` consumer's handler for every generation event."""
-
-    def __init__(
-        self, uow: Callable[[], UnitOfWork], channel: str, *, own_source: str | None = None
-    ) -> None:
-        """``own_source``: the CloudEvent source of this gateway's own events."""
-        self._uow = uow
-        self._channel = channel
-        self.own_source = own_source
-
-    def handlers(self) -> dict[type[EventData], Handler]:
-        return dict.fromkeys(ALL_EVENTS, self.handle)
-
-    async def handle(self, envelope: Envelope[EventData]) -> None:
-        data = envelope.data
-        if isinstance(data, GenerationRequested) and envelope.source == self.own_source:
-            return  # written by this gateway with its row, in one transaction: nothing to do
-        async with self._uow() as uow:
-            if not await uow.claim(CONSUMER, envelope):
-                log.info("duplicate %s %s ignored", envelope.type, envelope.id)
-                return
-            session = uow.session
-            result = await session.exec(
-                select(Generation).where(Generation.id == data.generation_id).with_for_update()
-            )
-            gen = result.first()
-            if gen is None:
-                if not isinstance(data, GenerationRequested):
-                    raise PermanentError(f"no generation {data.generation_id} in this gateway")
-                session.add(from_requested(data))
-            elif apply_event(gen, data):
-                gen.version += 1
-                gen.updated_at = datetime.now(UTC)
-                session.add(gen)
-            else:
-                await uow.commit()  # the inbox row: handled, nothing visible changed
-                return
-            await notify_change(session, self._channel, data.generation_id)
-            await uow.commit()

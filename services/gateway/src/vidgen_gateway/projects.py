@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from vidgen_common.clock import utc_now
 from vidgen_common.errors import StorageError
 from vidgen_common.storage import Storage
+from vidgen_gateway import store
 from vidgen_gateway.images import check_image
 from vidgen_gateway.models import Project
 from vidgen_gateway.settings import GatewaySettings
@@ -63,11 +64,11 @@ class Projects:
             height=checked.height,
             size_bytes=len(data),
             sha256=digest,
-            created_at=datetime.now(UTC),
+            created_at=utc_now(),
         )
         try:
             async with self._sessions() as s:
-                s.add(project)
+                store.add_project(s, project)
                 await s.commit()
         except BaseException:
             with contextlib.suppress(StorageError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -77,6 +77,19 @@ class GenerateRequest(ApiModel):
         description="Seconds of video; each model offers some (default 5, or the model's shortest)",
     )
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description="For reproducible output")
+    webhook_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="Also send this generation's webhooks here, signed with your own secret "
+        "(GET /api/webhooks/user-secret); https in production, public addresses only",
+        examples=["https://example.com/hooks/vidgen"],
+    )
+    webhook_events: list[str] | None = Field(
+        None,
+        max_length=4,
+        description="Event types wanted at webhookUrl (default: generation.completed, "
+        "generation.failed, generation.cancelled; also generation.progressed)",
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -93,6 +106,11 @@ class GenerateRequest(ApiModel):
 class GenerateResponse(ApiModel):
     generation_id: str
     status: Status
+    estimated_cost_credits: int | None = Field(
+        None,
+        description="The catalog's price (credits per second x duration), reserved against "
+        "the caller's budgets until the generation ends",
+    )
 
 
 class GenerationView(ApiModel):
@@ -119,6 +137,14 @@ class GenerationView(ApiModel):
     runway_failure_code: str | None = Field(examples=["SAFETY.INPUT.TEXT"])
     cost_credits: int | None = Field(description="Runway credits: an estimate until costFinal")
     cost_final: bool
+    estimated_cost_credits: int | None = Field(
+        None, description="The catalog's price at admission, reserved until settled"
+    )
+    settled_cost_credits: int | None = Field(
+        None,
+        description="What the generation was charged to the caller's budgets once it ended "
+        "(Runway's final cost; 0 when refunded); null until then",
+    )
     cancel_requested_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -154,3 +180,61 @@ class HealthResponse(ApiModel):
 class ReadinessResponse(ApiModel):
     status: str = Field(examples=["ok", "unavailable"])
     checks: dict[str, str] = Field(examples=[{"database": "ok", "kafka": "ok"}])
+
+
+class PeriodUsage(ApiModel):
+    """One budget period (a UTC day or month) of one user."""
+
+    period: Literal["day", "month"]
+    start: date = Field(description="First day of the period (UTC)")
+    resets_at: datetime = Field(description="When the period ends (UTC midnight)")
+    budget_credits: int | None = Field(description="null: unlimited")
+    spent_credits: int = Field(description="Settled costs of generations requested in it")
+    reserved_credits: int = Field(description="Estimates held for generations not yet ended")
+    remaining_credits: int | None = Field(description="budget - spent - reserved; null: unlimited")
+
+
+class ModelUsage(ApiModel):
+    model: str
+    generations: int
+    spent_credits: int
+    reserved_credits: int
+
+
+class DayUsage(ApiModel):
+    day: date
+    generations: int
+    spent_credits: int
+    reserved_credits: int
+
+
+class UsageResponse(ApiModel):
+    """A user's credit usage: this UTC day and month, and this month by model and by day."""
+
+    user_id: str
+    budget_source: Literal["default", "override"] = Field(
+        description="`override`: set by an administrator; `default`: the settings'"
+    )
+    periods: list[PeriodUsage]
+    by_model: list[ModelUsage] = Field(description="This month's generations, per model")
+    by_day: list[DayUsage] = Field(description="This month's generations, per UTC day")
+
+
+class BudgetRequest(ApiModel):
+    """A user's budgets in credits; null is unlimited (DELETE returns to the defaults)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    daily_credits: int | None = Field(ge=0, le=2**62, description="per UTC day; null: unlimited")
+    monthly_credits: int | None = Field(
+        ge=0, le=2**62, description="per UTC month; null: unlimited"
+    )
+
+
+class BudgetResponse(ApiModel):
+    user_id: str
+    source: Literal["default", "override"]
+    daily_credits: int | None
+    monthly_credits: int | None
+    updated_by: str | None = None
+    updated_at: datetime | None = None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vidgen_common.runway import MODERATION_PREFIXES, MODERATION_USER_MESSAGE
 from vidgen_gateway.models import Generation, Status
 from vidgen_gateway.schemas import GenerationView
+from vidgen_runway.verdicts import MODERATION_PREFIXES, MODERATION_USER_MESSAGE
 
 Presign = Callable[[str], str]
 
@@ -45,6 +45,8 @@ def to_view(gen: Generation, presign: Presign) -> GenerationView:
         runway_failure_code=gen.runway_failure_code,
         cost_credits=gen.cost_credits,
         cost_final=gen.cost_final,
+        estimated_cost_credits=gen.estimated_cost_credits,
+        settled_cost_credits=gen.settled_cost_credits,
         cancel_requested_at=gen.cancel_requested_at,
         created_at=gen.created_at,
         updated_at=gen.updated_at,

@@ -21,7 +21,7 @@ from vidgen_common.storage import Storage
 from vidgen_common.uow import UnitOfWork
 from vidgen_gateway.auth import TokenVerifier
 from vidgen_gateway.changes import ChangeFeed
-from vidgen_gateway.errors import Unauthorized
+from vidgen_gateway.errors import Forbidden, Unauthorized
 from vidgen_gateway.generations import Generations
 from vidgen_gateway.projects import Projects
 from vidgen_gateway.settings import GatewaySettings
@@ -85,9 +85,24 @@ async def _user(
     return await deps.verifier.user_id(credentials.credentials)
 
 
+async def _admin(
+    deps: Annotated[GatewayDeps, Depends(_deps)],
+    settings: Annotated[GatewaySettings, Depends(_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The caller's user id, if the token carries the administrator role (403 otherwise)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized()
+    principal = await deps.verifier.principal(credentials.credentials)
+    if settings.admin_role not in principal.roles:
+        raise Forbidden("This endpoint is for administrators.")
+    return principal.user_id
+
+
 DepsDep = Annotated[GatewayDeps, Depends(_deps)]
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 UserDep = Annotated[str, Depends(_user)]
+AdminDep = Annotated[str, Depends(_admin)]
 GenerationsDep = Annotated[Generations, Depends(_generations)]
 ProjectsDep = Annotated[Projects, Depends(_projects)]

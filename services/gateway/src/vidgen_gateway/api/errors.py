@@ -1,7 +1,9 @@
 """One error shape for every 4xx/5xx: ``{"error": {"code", "message", "details"}}``.
 
 Handlers cover the gateway's own errors, FastAPI's request validation (422), Starlette's
-routing errors (404, 405) and anything unexpected (500, logged, never a stack trace).
+routing errors (404, 405), a dependency briefly away (503 with ``Retry-After``: the request
+can be sent again, with its ``Idempotency-Key``) and anything else unexpected (500, logged,
+never a stack trace).
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from vidgen_common.transient import is_transient
 from vidgen_gateway.errors import GatewayError
 from vidgen_gateway.schemas import ErrorResponse
 
 log = logging.getLogger(__name__)
 
+RETRY_AFTER_S = 2  # what a 503 asks a client to wait: about one database or broker restart
+
 _DESCRIPTIONS = {
     400: "The body could not be parsed",
     401: "Missing or invalid Bearer token",
+    402: "The estimated cost does not fit the caller's daily or monthly credit budget",
+    403: "The token lacks the role this endpoint needs",
     404: "No such resource (or it belongs to another user)",
     409: "Conflicts with the resource's state or an earlier request",
     413: "The upload is larger than allowed",
@@ -30,7 +37,7 @@ _DESCRIPTIONS = {
     422: "The request is well-formed but not acceptable",
     429: "A per-user limit was reached; see Retry-After",
     500: "Unexpected failure (logged; the body never carries a stack trace)",
-    503: "Not ready",
+    503: "A dependency is briefly unavailable, or the gateway is starting; see Retry-After",
 }
 
 _CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
@@ -44,7 +51,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "model": ErrorResponse,
             "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
         }
-        if status == 429:
+        if status in (429, 503):
             entry["headers"] = {
                 "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
             }
@@ -94,6 +101,10 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_transient(exc):  # PostgreSQL, the broker or the object store is briefly away
+        log.warning("%s %s: a dependency is away: %r", request.method, request.url.path, exc)
+        body = error_body("unavailable", "A dependency is briefly unavailable; retry.")
+        return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_S)})
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("internal_error", "Internal error."), 500)
 

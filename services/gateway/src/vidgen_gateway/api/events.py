@@ -23,9 +23,9 @@ from vidgen_gateway.api.deps import (
     GenerationsDep,
     SessionDep,
     SettingsDep,
-    UserDep,
 )
 from vidgen_gateway.api.errors import error_responses
+from vidgen_gateway.api.streamauth import StreamUserDep
 from vidgen_gateway.generations import Generations
 from vidgen_gateway.models import Generation, Status
 from vidgen_gateway.views import to_view
@@ -105,7 +105,7 @@ async def _stream(
 )
 async def events(
     generation_id: str,
-    user: UserDep,
+    user: StreamUserDep,
     generations: GenerationsDep,
     session: SessionDep,
     deps: DepsDep,

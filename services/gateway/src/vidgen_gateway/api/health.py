@@ -1,4 +1,4 @@
-"""``/healthz`` (the process is up), ``/readyz`` (database and Kafka reachable), ``/metrics``."""
+"""``/healthz`` (the process is up), ``/readyz`` (it can do its job), ``/metrics``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ async def healthz(settings: SettingsDep) -> HealthResponse:
 @router.get(
     "/readyz",
     response_model=ReadinessResponse,
-    summary="The database and Kafka are reachable",
+    summary="The gateway can do its job: database, broker and topics there, nothing stalled",
     responses={503: {"model": ReadinessResponse, "description": "Not ready"}},
 )
 async def readyz(deps: DepsDep) -> Response:

@@ -46,7 +46,7 @@ IdempotencyKeyHeader = Annotated[
                 }
             },
         },
-        **error_responses(400, 401, 404, 409, 422, 429),
+        **error_responses(400, 401, 402, 404, 409, 422, 429),
     },
 )
 async def generate(
@@ -56,7 +56,10 @@ async def generate(
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> GenerateResponse:
-    """Create the generation (``queued``) and hand it to the pipeline; answers at once."""
+    """Create the generation (``queued``) and hand it to the pipeline; answers at once.
+
+    Its estimated cost (``estimatedCostCredits``) is reserved against the caller's daily and
+    monthly credit budgets; 402 ``budget_exceeded`` when it does not fit (nothing is created)."""
     accepted = await generations.request(user, body, idempotency_key)
     if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"

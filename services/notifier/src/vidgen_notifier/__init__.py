@@ -1,0 +1,1 @@
+"""vidgen notifier service: signed webhooks for generation events."""

@@ -1,0 +1,55 @@
+"""Errors the notifier's API raises on purpose; each maps to one HTTP status and error code,
+in the gateway's error shape ``{"error": {"code", "message", "details"}}``.
+
+ApiError                     (500 internal_error)
+├── Unauthorized             401 unauthorized        missing, malformed or rejected token
+├── NotFound                 404 not_found           unknown, or another user's (no id leaks)
+└── Unprocessable            422 validation_error    names the field in ``details.field``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str = "A valid Bearer token is required.") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self, message: str = "No such webhook endpoint.") -> None:
+        super().__init__(message)
+
+
+class Unprocessable(ApiError):
+    status = 422
+    code = "validation_error"
+
+    def __init__(self, field: str, message: str, *, code: str | None = None) -> None:
+        super().__init__(f"{field}: {message}", code=code, details={"field": field})

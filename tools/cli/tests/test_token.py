@@ -42,3 +42,15 @@ def test_python_dash_m_runs_the_same_command() -> None:
         check=True,
     )
     assert out.stdout.count(".") == 2  # header.payload.signature
+
+
+async def test_admin_token_carries_the_admin_role_and_a_plain_one_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VIDGEN_JWT_SECRET", SECRET)
+    verifier = build_verifier(GatewaySettings(env="test"))
+    admin = CliRunner().invoke(app, ["token", "ops", "--admin"])
+    plain = CliRunner().invoke(app, ["token", "ops"])
+    assert admin.exit_code == plain.exit_code == 0
+    assert (await verifier.principal(admin.stdout.strip())).roles == {"admin"}
+    assert (await verifier.principal(plain.stdout.strip())).roles == frozenset()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class Client:
             raise ApiError(0, "unreachable", f"{self._http.base_url}: {exc}") from exc
         if response.status_code != expect:
             raise _error(response)
+        if response.status_code == 204:
+            return {}
         body: dict[str, Any] = response.json()
         return body
 
@@ -67,6 +69,27 @@ class Client:
     def cancel(self, generation_id: str) -> dict[str, Any]:
         return self._call("POST", f"/api/videos/{generation_id}/cancel", 202)
 
+    def usage(self) -> dict[str, Any]:
+        return self._call("GET", "/api/usage", 200)
+
+    def admin_usage(self, user_id: str) -> dict[str, Any]:
+        return self._call("GET", "/api/admin/usage", 200, params={"userId": user_id})
+
+    def budget(self, user_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/admin/budgets/{user_id}", 200)
+
+    def set_budget(self, user_id: str, daily: int | None, monthly: int | None) -> dict[str, Any]:
+        body = {"dailyCredits": daily, "monthlyCredits": monthly}
+        return self._call("PUT", f"/api/admin/budgets/{user_id}", 200, json=body)
+
+    def clear_budget(self, user_id: str) -> None:
+        try:
+            response = self._http.request("DELETE", f"/api/admin/budgets/{user_id}")
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unreachable", f"{self._http.base_url}: {exc}") from exc
+        if response.status_code != 204:
+            raise _error(response)
+
     def events(self, generation_id: str) -> Iterator[dict[str, Any]]:
         """Each state of the generation from the live stream, until a terminal one."""
         path = f"/api/videos/{generation_id}/events"
@@ -84,6 +107,47 @@ class Client:
                     if state["status"] in TERMINAL:
                         return
 
+    # --- webhooks (the gateway forwards /api/webhooks* to the notifier) ---------------------
+
+    def webhook_create(
+        self, url: str, events: Sequence[str] | None, description: str | None
+    ) -> dict[str, Any]:
+        wanted = None if events is None else [*events]
+        body = {"url": url, "events": wanted, "description": description}
+        return self._call("POST", "/api/webhooks", 201, json=_present(body))
+
+    def webhook_list(self) -> dict[str, Any]:
+        return self._call("GET", "/api/webhooks", 200)
+
+    def webhook_get(self, endpoint_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/webhooks/{endpoint_id}", 200)
+
+    def webhook_update(self, endpoint_id: str, **changes: Any) -> dict[str, Any]:
+        return self._call("PATCH", f"/api/webhooks/{endpoint_id}", 200, json=_present(changes))
+
+    def webhook_delete(self, endpoint_id: str) -> None:
+        self._call("DELETE", f"/api/webhooks/{endpoint_id}", 204)
+
+    def webhook_rotate(self, endpoint_id: str, overlap_s: int | None) -> dict[str, Any]:
+        body = _present({"overlapSeconds": overlap_s})
+        return self._call("POST", f"/api/webhooks/{endpoint_id}/rotate-secret", 200, json=body)
+
+    def webhook_ping(self, endpoint_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/webhooks/{endpoint_id}/ping", 202)
+
+    def webhook_deliveries(
+        self, endpoint_id: str, limit: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        params = _present({"limit": limit, "cursor": cursor})
+        return self._call("GET", f"/api/webhooks/{endpoint_id}/deliveries", 200, params=params)
+
+    def webhook_redeliver(self, endpoint_id: str, delivery_id: str) -> dict[str, Any]:
+        path = f"/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver"
+        return self._call("POST", path, 202)
+
+    def webhook_signing_key(self) -> dict[str, Any]:
+        return self._call("GET", "/api/webhooks/signing-key", 200)
+
     def download(self, generation_id: str, out: Path) -> int:
         state = self.status(generation_id)
         if state["status"] != "completed" or not state.get("videoUrl"):
@@ -97,6 +161,11 @@ class Client:
                     f.write(chunk)
                     size += len(chunk)
         return size
+
+
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields that were given (an absent one leaves the server's default or value)."""
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _error(response: httpx.Response) -> ApiError:

@@ -5,6 +5,9 @@
     uv run vidgen generate PROJECT "a misty lake" --watch
     uv run vidgen list --status completed
     uv run vidgen download GENERATION -o video.mp4
+    uv run vidgen webhooks create https://example.com/hooks   # signed webhooks (docs/webhooks.md)
+    uv run vidgen usage                            # credits spent, reserved, remaining
+    uv run vidgen --token "$(uv run vidgen token ops --admin)" budget set bob --daily 500
 
 The API is ``VIDGEN_API_URL`` (default http://127.0.0.1:8000); the token is ``--token``,
 ``VIDGEN_TOKEN``, or a development token minted for ``--user``.
@@ -17,26 +20,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from vidgen_cli import webhooks
 from vidgen_cli.client import ApiError, Client
-from vidgen_common.devtokens import DevTokenSettings, mint_dev_token
+from vidgen_cli.context import client as _client
+from vidgen_cli.context import err, opts, out
+from vidgen_cli.context import fail as _fail
+from vidgen_cli.context import mint as _mint
+from vidgen_cli.context import show as _show
 
 app = typer.Typer(help="vidgen: turn an image and a prompt into a video", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
-
-
-class Options:
-    api_url: str = "http://127.0.0.1:8000"
-    token: str | None = None
-    user: str | None = None
-    json: bool = False
-
-
-opts = Options()
+app.add_typer(webhooks.app, name="webhooks")
 
 
 @app.callback()
@@ -54,43 +50,10 @@ def main(
     opts.api_url, opts.token, opts.user, opts.json = api_url, token, user, as_json
 
 
-def _client() -> Client:
-    token = opts.token
-    if token is None:
-        if opts.user is None:
-            err.print("[red]no token:[/red] pass --token, set VIDGEN_TOKEN, or use --user NAME")
-            raise typer.Exit(2)
-        token = _mint(opts.user, None)
-    return Client(opts.api_url, token)
-
-
-def _mint(user: str, ttl: int | None) -> str:
-    try:
-        return mint_dev_token(DevTokenSettings(), user, ttl)
-    except ValueError as exc:
-        err.print(f"error: {exc}")
-        raise typer.Exit(2) from exc
-
-
-def _show(data: dict[str, Any], fields: tuple[str, ...] = ()) -> None:
-    if opts.json or not fields:
-        out.print_json(json.dumps(data))
-        return
-    table = Table(show_header=False, box=None)
-    for name in fields:
-        if data.get(name) is not None:
-            table.add_row(f"[bold]{name}[/bold]", str(data[name]))
-    out.print(table)
-
-
-def _fail(exc: ApiError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(1)
-
-
 STATUS_FIELDS = (
     "generationId", "projectId", "status", "progress", "errorCode", "errorMessage",
-    "costCredits", "createdAt", "completedAt", "videoUrl",
+    "costCredits", "estimatedCostCredits", "settledCostCredits", "createdAt", "completedAt",
+    "videoUrl",
 )  # fmt: skip
 
 
@@ -98,9 +61,12 @@ STATUS_FIELDS = (
 def token(
     user: Annotated[str, typer.Argument(help="user id: the token's `sub`")],
     ttl: Annotated[int | None, typer.Option(help="lifetime in seconds")] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="with the administrator role (/api/admin)")
+    ] = False,
 ) -> None:
     """Print a development token for USER (signed locally with the gateway's dev settings)."""
-    typer.echo(_mint(user, ttl))
+    typer.echo(_mint(user, ttl, admin=admin))
 
 
 @app.command()
@@ -131,7 +97,7 @@ def generate(
                 project_id, prompt, idempotency_key, model=model, ratio=ratio,
                 duration=duration, seed=seed,
             )  # fmt: skip
-            _show(started, ("generationId", "status"))
+            _show(started, ("generationId", "status", "estimatedCostCredits"))
             if watch_:
                 _watch(client, started["generationId"])
     except ApiError as exc:
@@ -226,3 +192,86 @@ def download(
     except ApiError as exc:
         raise _fail(exc) from exc
     out.print(f"saved {target} ({size:,} bytes)")
+
+
+def _credits(value: object) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+def _show_usage(data: dict[str, Any]) -> None:
+    if opts.json:
+        out.print_json(json.dumps(data))
+        return
+    periods = Table("period", "budget", "spent", "reserved", "remaining", "resets at")
+    for p in data["periods"]:
+        periods.add_row(
+            f"{p['period']} {p['start']}", _credits(p["budgetCredits"]), str(p["spentCredits"]),
+            str(p["reservedCredits"]), _credits(p["remainingCredits"]), p["resetsAt"],
+        )  # fmt: skip
+    out.print(f"[bold]{data['userId']}[/bold] (budgets: {data['budgetSource']}), in credits")
+    out.print(periods)
+    for title, rows, key in (("model", data["byModel"], "model"), ("day", data["byDay"], "day")):
+        table = Table(f"this month by {title}", "generations", "spent", "reserved")
+        for r in rows:
+            table.add_row(
+                str(r[key]), str(r["generations"]), str(r["spentCredits"]),
+                str(r["reservedCredits"]),
+            )  # fmt: skip
+        out.print(table)
+
+
+@app.command()
+def usage(
+    user_id: Annotated[
+        str | None, typer.Option("--of", help="another user's (needs an administrator token)")
+    ] = None,
+) -> None:
+    """Credits spent, reserved and remaining this day and month, by model and by day."""
+    try:
+        with _client() as client:
+            _show_usage(client.admin_usage(user_id) if user_id else client.usage())
+    except ApiError as exc:
+        raise _fail(exc) from exc
+
+
+budget_app = typer.Typer(help="a user's credit budgets (an administrator token is needed)")
+app.add_typer(budget_app, name="budget")
+
+BUDGET_FIELDS = ("userId", "source", "dailyCredits", "monthlyCredits", "updatedBy", "updatedAt")
+
+
+@budget_app.command("show")
+def budget_show(user_id: str) -> None:
+    """The budgets in force for USER_ID (an override, or the defaults)."""
+    try:
+        with _client() as client:
+            _show(client.budget(user_id), BUDGET_FIELDS)
+    except ApiError as exc:
+        raise _fail(exc) from exc
+
+
+@budget_app.command("set")
+def budget_set(
+    user_id: str,
+    daily: Annotated[int | None, typer.Option(help="credits per UTC day; omit: unlimited")] = None,
+    monthly: Annotated[
+        int | None, typer.Option(help="credits per UTC month; omit: unlimited")
+    ] = None,
+) -> None:
+    """Override USER_ID's budgets (from the next request on)."""
+    try:
+        with _client() as client:
+            _show(client.set_budget(user_id, daily, monthly), BUDGET_FIELDS)
+    except ApiError as exc:
+        raise _fail(exc) from exc
+
+
+@budget_app.command("clear")
+def budget_clear(user_id: str) -> None:
+    """Remove USER_ID's override: the default budgets apply again."""
+    try:
+        with _client() as client:
+            client.clear_budget(user_id)
+            _show(client.budget(user_id), BUDGET_FIELDS)
+    except ApiError as exc:
+        raise _fail(exc) from exc

@@ -7,20 +7,25 @@
 - `GET  /_sim/counters` → see `Counters`
 - `POST /_sim/reset` → forget tasks, uploads, counters and daily usage; restore the credit
   balance and the startup scenario (`?keep_scenario=true` keeps the current one)
+- `GET  /_sim/tasks` → every task created since the last reset, deleted ones included: id,
+  times, status, model, prompt, credits charged at creation, final cost, failure code, and the
+  injected faults that touched it (what a test can hold a client's records against)
 - `GET  /_sim/tasks/{id}` → a task's internal timeline (drawn durations, history)
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from runway_sim.errors import ApiError
+from runway_sim.errors import ApiError, iso
 from runway_sim.scenario import Scenario, merged
 from runway_sim.state import get_state
+from runway_sim.tasks import Task
 
 
 async def health() -> dict[str, bool]:
@@ -79,6 +84,35 @@ async def task_timeline(task_id: str, request: Request) -> dict[str, Any]:
     }
 
 
+def task_summary(task: Task) -> dict[str, Any]:
+    """One task as `GET /_sim/tasks` lists it (wall-clock times in Runway's format)."""
+
+    def wall(at: float | None) -> str | None:
+        if at is None:
+            return None
+        return iso(task.created_wall + timedelta(seconds=at - task.created_at))
+
+    return {
+        "id": task.id,
+        "model": task.model,
+        "status": task.status.value,
+        "prompt_text": task.request.prompt_text,
+        "created_at": iso(task.created_wall),
+        "finished_at": wall(task.finished_at),
+        "deleted_at": wall(task.deleted_at),
+        "credits": task.credits,  # charged at creation
+        "cost": task.cost,  # final cost (refunds deducted); None while active
+        "failure_code": task.failure.code if task.failure else None,
+        "faults": list(task.faults),
+    }
+
+
+async def list_tasks(request: Request) -> list[dict[str, Any]]:
+    state = get_state(request)
+    state.engine.advance(state.clock())
+    return [task_summary(task) for task in state.ledger.values()]
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/_sim")
     router.add_api_route("/health", health, methods=["GET"])
@@ -86,5 +120,6 @@ def build_router() -> APIRouter:
     router.add_api_route("/scenario", put_scenario, methods=["PUT"])
     router.add_api_route("/counters", counters, methods=["GET"])
     router.add_api_route("/reset", reset, methods=["POST"])
+    router.add_api_route("/tasks", list_tasks, methods=["GET"])
     router.add_api_route("/tasks/{task_id}", task_timeline, methods=["GET"])
     return router

@@ -1,8 +1,9 @@
 """The outermost ASGI layer: per-endpoint counting and injected faults.
 
 Order for a request to a `/v1` endpoint: added latency → 5xx burst → 429 rate limit → the
-real handler (auth, validation, ...). For creates, a "lost response" is decided after the
-task was created: the response is held back (`hang`) or the connection is cut (`drop`).
+real handler (auth, validation, ...). For creates, two faults are decided after the task was
+created (and charged): `create_then_error` answers a 500, a 504 or a cut JSON body instead of
+the task id; a "lost response" holds the answer back (`hang`) or cuts the connection (`drop`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runway_sim.errors import DropConnection
-from runway_sim.scenario import FaultRule
+from runway_sim.scenario import CreateThenErrorRule, FaultRule, LostCreateRule
 from runway_sim.state import SimState
 
 
@@ -80,6 +81,16 @@ async def abort_connection(send: Send, receive: Receive) -> None:
     raise DropConnection("lost create response")
 
 
+def _created_id(held: list[Message]) -> str | None:
+    """The task id in a held create response (`{"id": ...}`), if it is one."""
+    body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+    try:
+        task_id = json.loads(body).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return task_id if isinstance(task_id, str) else None
+
+
 class FaultLayer:
     def __init__(self, app: ASGIApp, state: SimState) -> None:
         self.app = app
@@ -140,8 +151,8 @@ class FaultLayer:
             }
             await _send_json(send, 429, {"error": "Too many requests. Please slow down."}, headers)
             return
-        lost = scenario.lost_create
-        if endpoint != "create" or (lost.next_n == 0 and lost.rate == 0):
+        lost, then_error = scenario.lost_create, scenario.create_then_error
+        if endpoint != "create" or not (_armed(lost) or _armed(then_error)):
             await self.app(scope, receive, send)
             return
         held: list[Message] = []
@@ -151,11 +162,17 @@ class FaultLayer:
 
         await self.app(scope, receive, hold)
         created = bool(held) and held[0].get("status") == 200
+        if created and then_error.fire(state.fault_rng):
+            state.counters.fault(f"create_then_error_{then_error.mode}")
+            await send_error_after_create(send, then_error.mode, held)
+            return
         if not (created and lost.fire(state.fault_rng)):
             for message in held:
                 await send(message)
             return
         state.counters.fault(f"lost_create_{lost.mode}")
+        if (task_id := _created_id(held)) is not None:
+            state.tag_fault(task_id, f"lost_create_{lost.mode}")
         status.append("lost")
         if lost.mode == "drop":
             await abort_connection(raw_send, receive)
@@ -163,3 +180,33 @@ class FaultLayer:
         if not await wait_for_disconnect(receive, lost.hang_s):
             for message in held:  # the client is still there: a very late answer
                 await raw_send(message)
+
+
+def _armed(rule: LostCreateRule | CreateThenErrorRule) -> bool:
+    return rule.next_n > 0 or rule.rate > 0
+
+
+_GATEWAY_TIMEOUT_HTML = (
+    b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    b"<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+async def send_error_after_create(send: Send, mode: str, held: list[Message]) -> None:
+    """Answer a create whose task exists with a 500, a gateway's 504, or a cut JSON body."""
+    if mode == "500":
+        await _send_json(send, 500, {"error": "An unexpected error occurred."}, {})
+        return
+    if mode == "504":
+        headers = [
+            (b"content-type", b"text/html"),
+            (b"content-length", str(len(_GATEWAY_TIMEOUT_HTML)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 504, "headers": headers})
+        await send({"type": "http.response.body", "body": _GATEWAY_TIMEOUT_HTML})
+        return
+    body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+    cut = body[: max(1, len(body) // 2)]  # HTTP stays well-formed; the JSON does not
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(cut)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": cut})

@@ -14,10 +14,9 @@ import uuid
 from datetime import UTC, datetime
 
 from runway_sim.assets import AssetError, resolve
-from runway_sim.catalog import ratio_size
 from runway_sim.failures import draw_failure, moderation_hit, plan_for
 from runway_sim.params import CreateRequest, ImageRef
-from runway_sim.render import probe_image
+from runway_sim.render import probe_image, ratio_size
 from runway_sim.state import SimState
 from runway_sim.tasks import ACTIVE, Task
 
@@ -44,6 +43,7 @@ def start_generation(state: SimState, request: CreateRequest, first_image: bytes
     state.counters.creates_accepted += 1
     state.counters.creates_by_model[request.model] += 1
     state.engine.add(task, now)
+    state.ledger[task.id] = task
     state.spawn(_prepare(state, task, first_image))
     return task
 

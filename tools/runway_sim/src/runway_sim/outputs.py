@@ -113,6 +113,7 @@ async def download(task_id: str, name: str, request: Request) -> Response:
     if verdict == "invalid":
         return s3_error(403, "SignatureDoesNotMatch", "The request signature is not valid.")
     if verdict == "expired":
+        state.tag_fault(task_id, "output_url_expired")
         expires = datetime.fromtimestamp(float(request.query_params["Expires"]), UTC)
         return s3_error(
             403,
@@ -129,10 +130,13 @@ async def download(task_id: str, name: str, request: Request) -> Response:
         mp4 = await state.renderer.result(future)
     except Exception as exc:  # a render that failed is a storage-side error
         return s3_error(500, "InternalError", f"Output unavailable: {exc}")
-    return _serve(state, request, OutputBlob(mp4, state.scenario.output_pad_bytes), mp4)
+    blob = OutputBlob(mp4, state.scenario.output_pad_bytes)
+    return _serve(state, request, task_id, blob, mp4)
 
 
-def _serve(state: SimState, request: Request, blob: OutputBlob, mp4: bytes) -> Response:
+def _serve(
+    state: SimState, request: Request, task_id: str, blob: OutputBlob, mp4: bytes
+) -> Response:
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Type": "video/mp4",
@@ -160,6 +164,7 @@ def _serve(state: SimState, request: Request, blob: OutputBlob, mp4: bytes) -> R
     if rule.next_n > 0:
         rule.next_n -= 1
         state.counters.fault(f"download_{rule.mode}")
+        state.tag_fault(task_id, f"download_{rule.mode}")
         if rule.mode == "truncate":
             end = min(end, start + rule.after_bytes)
         else:

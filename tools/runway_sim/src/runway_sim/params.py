@@ -1,4 +1,4 @@
-"""Validation of `POST /v1/image_to_video` bodies, per model (see `catalog.MODELS`).
+"""Validation of `POST /v1/image_to_video` bodies, per model (`vidgen_runway.catalog.MODELS`).
 
 Everything checkable without fetching anything is checked here and answered with 400 and
 Runway's error body; whether an image actually decodes is found out while the task runs
@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from runway_sim.catalog import MODELS, PROMPT_TEXT_MAX_UTF16, ModelSpec
 from runway_sim.errors import ApiError, issue, validation_error
+from vidgen_runway.catalog import MODELS, PROMPT_MAX_UTF16, SEED_MAX, ModelFacts
 
 SUPPORTED_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 MAX_URL_LENGTH = 2048
-MAX_SEED = 4_294_967_295
 _DATA_URI = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S
 )
@@ -37,7 +36,7 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class CreateRequest:
-    spec: ModelSpec
+    spec: ModelFacts
     images: tuple[ImageRef, ...]
     ratio: str
     duration: int
@@ -100,7 +99,7 @@ def parse_image_uri(
 
 
 def _prompt_images(
-    value: object, spec: ModelSpec, *, max_data_uri_bytes: int, allow_http: bool
+    value: object, spec: ModelFacts, *, max_data_uri_bytes: int, allow_http: bool
 ) -> tuple[tuple[ImageRef, ...], list[dict[str, Any]]]:
     if isinstance(value, str):
         ref, uri_problems = parse_image_uri(
@@ -174,7 +173,7 @@ def validate_create(body: object, *, max_data_uri_bytes: int, allow_http: bool) 
         message = "Required" if ratio is None else _enum_message(spec.ratios, ratio)
         problems.append(issue(["ratio"], message, "invalid_enum_value"))
 
-    duration = body.get("duration", spec.default_duration)
+    duration = body.get("duration", spec.runway_default_duration)
     if duration is None:
         problems.append(issue(["duration"], "Required", "invalid_type"))
     elif (
@@ -191,16 +190,20 @@ def validate_create(body: object, *, max_data_uri_bytes: int, allow_http: bool) 
             problems.append(issue(["promptText"], "Required", "invalid_type"))
     elif not isinstance(prompt_text, str) or not prompt_text.strip():
         problems.append(issue(["promptText"], "Expected a non-empty string", "invalid_type"))
-    elif utf16_length(prompt_text) > PROMPT_TEXT_MAX_UTF16:
+    elif utf16_length(prompt_text) > PROMPT_MAX_UTF16:
         problems.append(
-            issue(["promptText"], "String must contain at most 1000 character(s)", "too_big")
+            issue(
+                ["promptText"],
+                f"String must contain at most {PROMPT_MAX_UTF16} character(s)",
+                "too_big",
+            )
         )
 
     seed = body.get("seed")
     if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX
     ):
-        problems.append(issue(["seed"], f"Expected an integer from 0 to {MAX_SEED}"))
+        problems.append(issue(["seed"], f"Expected an integer from 0 to {SEED_MAX}"))
 
     moderation = body.get("contentModeration")
     if spec.content_moderation and moderation is not None:

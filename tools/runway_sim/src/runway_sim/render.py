@@ -24,6 +24,14 @@ ZOOM = 0.15  # the crop shrinks by this fraction over the clip
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
 
 
+def ratio_size(ratio: str, height: int) -> tuple[int, int]:
+    """Output frame size for `ratio` ("W:H") at `height` pixels, both sides even."""
+    w, h = (int(part) for part in ratio.split(":"))
+    out_h = max(2, height - height % 2)
+    out_w = max(2, round(out_h * w / h / 2) * 2)
+    return out_w, out_h
+
+
 def probe_image(data: bytes, max_pixels: int = 8192 * 8192) -> tuple[int, int]:
     """(width, height) of a JPEG/PNG/WebP image that fully decodes; ValueError otherwise."""
     try:

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runway_sim.catalog import MODELS
 from runway_sim.failures import is_valid_code
+from vidgen_runway.catalog import MODELS
 
 Endpoint = Literal[
     "create", "retrieve", "delete", "organization", "uploads", "upload_file", "output"
@@ -115,6 +115,26 @@ class LostCreateRule(_Knobs):
         return self.rate > 0 and rng.random() < self.rate
 
 
+class CreateThenErrorRule(_Knobs):
+    """The task is created (and charged), then the create is answered with an error.
+
+    `500`: `{"error": ...}` with status 500. `504`: a load balancer's HTML "504 Gateway
+    Time-out". `broken_body`: status 200 and `application/json`, but the body is cut in the
+    middle of the JSON (well-formed HTTP, unreadable payload). What an API client must not take
+    for "nothing was created".
+    """
+
+    next_n: int = Field(default=0, ge=0)
+    rate: float = Field(default=0.0, ge=0, le=1)
+    mode: Literal["500", "504", "broken_body"] = "500"
+
+    def fire(self, rng: random.Random) -> bool:
+        if self.next_n > 0:
+            self.next_n -= 1
+            return True
+        return self.rate > 0 and rng.random() < self.rate
+
+
 class DownloadFaultRule(_Knobs):
     """Output download faults (GET only) for the next `next_n` downloads.
 
@@ -127,12 +147,20 @@ class DownloadFaultRule(_Knobs):
     after_bytes: int = Field(default=1024, ge=0)
 
 
+# The bounds of each model's simulated running time; its median is the catalog's typical
+# task time (the poller's prior), so an unconfigured simulator behaves as the poller expects.
+_RUN_BOUNDS_S: dict[str, tuple[float, float]] = {
+    "gen4_turbo": (25, 120),
+    "gen4.5": (45, 240),
+    "veo3.1": (40, 200),
+    "veo3.1_fast": (20, 120),
+}
+
+
 def _default_durations() -> dict[str, Dist]:
     return {
-        "gen4_turbo": Dist(median_s=45, sigma=0.3, min_s=25, max_s=120),
-        "gen4.5": Dist(median_s=90, sigma=0.3, min_s=45, max_s=240),
-        "veo3.1": Dist(median_s=75, sigma=0.3, min_s=40, max_s=200),
-        "veo3.1_fast": Dist(median_s=40, sigma=0.3, min_s=20, max_s=120),
+        name: Dist(median_s=MODELS[name].typical_task_s, sigma=0.3, min_s=low, max_s=high)
+        for name, (low, high) in _RUN_BOUNDS_S.items()
     }
 
 
@@ -151,6 +179,7 @@ class Scenario(_Knobs):
     server_errors: ServerErrorRule = Field(default_factory=ServerErrorRule)
     rate_limit: RateLimitRule = Field(default_factory=RateLimitRule)
     lost_create: LostCreateRule = Field(default_factory=LostCreateRule)
+    create_then_error: CreateThenErrorRule = Field(default_factory=CreateThenErrorRule)
     download_faults: DownloadFaultRule = Field(default_factory=DownloadFaultRule)
     output_url_ttl_s: float = Field(default=300.0, gt=0)
     output_pad_bytes: int = Field(default=0, ge=0, le=2**31)

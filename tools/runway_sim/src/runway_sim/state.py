@@ -46,6 +46,7 @@ class SimState:
     def _install(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.engine = TaskEngine(self.limit_for, self._on_terminal, self.wake.set)
+        self.ledger: dict[str, Task] = {}  # every task created, deleted ones too (GET /_sim/tasks)
         self.counters = Counters()
         self.uploads = UploadStore(self.settings.upload_ttl_s)
         self.outputs: dict[str, Future[bytes]] = {}
@@ -74,6 +75,12 @@ class SimState:
         self.cancel_background()
         scenario = self.scenario if keep_scenario else self.initial_scenario
         self._install(scenario.model_copy(deep=True))
+
+    def tag_fault(self, task_id: str, kind: str) -> None:
+        """Note on a task that an injected fault touched it (listed by `GET /_sim/tasks`)."""
+        task = self.ledger.get(task_id)
+        if task is not None:
+            task.faults.append(kind)
 
     # -- limits, usage and billing -----------------------------------------------------------
 

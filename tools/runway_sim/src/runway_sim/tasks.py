@@ -61,6 +61,8 @@ class Task:
     awaiting_asset: bool = False
     image_hash: str | None = None
     history: list[tuple[float, Status]] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)  # injected faults that touched it
+    deleted_at: float | None = None  # a DELETE of the finished task removed it
 
     @property
     def model(self) -> str:
@@ -163,6 +165,7 @@ class TaskEngine:
         if task.status in ACTIVE:
             self._end(task, now, Status.CANCELLED, None)
         else:
+            task.deleted_at = now
             del self.tasks[task_id]
         return True
 

@@ -159,6 +159,11 @@ class SimHandle:
         result: dict[str, Any] = self._http.get(f"/_sim/tasks/{task_id}").raise_for_status().json()
         return result
 
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task created since the last reset (`GET /_sim/tasks`)."""
+        result: list[dict[str, Any]] = self._http.get("/_sim/tasks").raise_for_status().json()
+        return result
+
     def reset(self, *, keep_scenario: bool = False) -> None:
         self._http.post("/_sim/reset", params={"keep_scenario": keep_scenario}).raise_for_status()
 

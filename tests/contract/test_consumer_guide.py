@@ -14,7 +14,7 @@ from vidgen_common.bus import KafkaPublisher, ensure_topics
 from vidgen_common.events import Envelope, GenerationCompleted, encode, topic_for
 from vidgen_common.outbox import Record
 from vidgen_common.settings import KafkaSettings
-from vidgen_common.testing import unique
+from vidgen_testing import unique
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "consume_completed.py"

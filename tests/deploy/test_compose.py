@@ -2,8 +2,11 @@
 
 The file is validated against the Compose Specification's JSON schema as vendored by
 check-jsonschema (``check_jsonschema/builtin_schemas/vendor/compose-spec.json``); Compose's
-variable interpolation is applied here the way ``docker compose`` does, and each service's
-resulting environment is fed to the settings class its process reads.
+variable interpolation is applied the way ``docker compose`` does (scripts.stack.compose, the
+same code that runs the file with podman), and each service's resulting environment is fed
+to the settings class its process reads. Each service runs as two containers, its workers and
+its outbox relay (``<service>-relay``); the notifier emits no events and runs as one
+container, reached through the gateway.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ import jsonschema
 import pytest
 import yaml
 
-from vidgen_common.runway import SIMULATOR_DEV_KEY
+from scripts.stack.compose import interpolate
+from vidgen_common.devtokens import DEV_JWT_SECRET
 from vidgen_common.settings import DEV_S3_SECRET, S3Settings
-from vidgen_gateway.settings import DEV_JWT_SECRET
+from vidgen_runway.settings import SIMULATOR_DEV_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "generator", "poller", "media")
+RELAYS = tuple(f"{name}-relay" for name in SERVICES)
+NOTIFIER = "notifier"
+PROCESSES = (*SERVICES, *RELAYS, NOTIFIER)
 INFRA = ("kafka", "postgres", "minio")
 RUNWAY_CLIENTS = ("generator", "poller")
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (what a container must listen on)
@@ -48,37 +55,6 @@ def compose_errors(document: Mapping[str, Any]) -> list[str]:
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
         for e in validator.iter_errors(document)
     )
-
-
-_VARIABLE = re.compile(
-    r"\$\$|\$\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)"
-)
-
-
-def interpolate(value: Any, environ: Mapping[str, str]) -> Any:
-    """Compose's interpolation (``${V}``, ``${V:-d}``, ``${V-d}``, ``${V:?e}``, ``${V:+r}``)."""
-    if isinstance(value, dict):
-        return {k: interpolate(v, environ) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, environ) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group("name") or match.group("bare")
-        op, arg = match.group("op"), match.group("arg") or ""
-        is_set, non_empty = name in environ, bool(environ.get(name))
-        if op in (":-", "-"):
-            return environ[name] if (non_empty if op == ":-" else is_set) else arg
-        if op in (":+", "+"):
-            return arg if (non_empty if op == ":+" else is_set) else ""
-        if op in (":?", "?") and not (non_empty if op == ":?" else is_set):
-            raise ValueError(f"{name}: {arg}")
-        return environ.get(name, "")
-
-    return _VARIABLE.sub(substitute, value)
 
 
 def environment(service: Mapping[str, Any]) -> dict[str, str]:
@@ -129,7 +105,7 @@ def test_schema_rejects_a_broken_compose_file(
 
 
 def test_infrastructure_reports_its_health(services: dict[str, Any]) -> None:
-    for name in (*INFRA, "runway-sim", *SERVICES):
+    for name in (*INFRA, "runway-sim", *PROCESSES):
         check = services[name].get("healthcheck", {})
         assert check.get("test"), f"{name} has no healthcheck"
         assert not check.get("disable"), name
@@ -137,7 +113,7 @@ def test_infrastructure_reports_its_health(services: dict[str, Any]) -> None:
 
 
 def test_start_up_is_gated_on_health(services: dict[str, Any]) -> None:
-    for name in SERVICES:
+    for name in PROCESSES:
         depends = services[name]["depends_on"]
         for infra in ("kafka", "postgres"):
             assert depends[infra]["condition"] == "service_healthy", (name, infra)
@@ -157,7 +133,7 @@ def test_simulator_is_the_sim_profile_and_optional(services: dict[str, Any]) -> 
         if rule is not None:
             assert name in RUNWAY_CLIENTS, f"{name} should not need the simulator"
             assert rule == {"condition": "service_healthy", "required": False}
-    assert all("profiles" not in services[name] for name in (*INFRA, *SERVICES))
+    assert all("profiles" not in services[name] for name in (*INFRA, *PROCESSES))
     example = (REPO / ".env.example").read_text()
     assert re.search(r"^COMPOSE_PROFILES=sim$", example, re.MULTILINE)
 
@@ -171,7 +147,7 @@ def test_kafka_runs_kraft_reachable_from_containers_and_host(services: dict[str,
     )
     assert "127.0.0.1:19092" in advertised, "the host reaches Kafka at the local default"
     assert "127.0.0.1:19092:19092" in services["kafka"]["ports"]
-    for name in SERVICES:
+    for name in (*SERVICES, NOTIFIER):
         env = environment(services[name])
         assert env["KAFKA_BOOTSTRAP_SERVERS"] in advertised, name
         assert env["KAFKA_ENABLE_IDEMPOTENCE"] == "true", f"{name}: real Kafka grants it"
@@ -181,7 +157,7 @@ def test_object_store_and_database_wiring(services: dict[str, Any]) -> None:
     minio = environment(services["minio"])
     postgres = environment(services["postgres"])
     init = services["minio-init"]
-    for name in SERVICES:
+    for name in (*SERVICES, NOTIFIER):  # the notifier presigns the links in its payloads
         env = environment(services[name])
         assert (env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]) == (
             minio["MINIO_ROOT_USER"],
@@ -238,17 +214,17 @@ def test_images_are_built_here_or_pinned(services: dict[str, Any]) -> None:
         assert tag != "latest", f"{name}: pin {image}"
 
 
-@pytest.mark.parametrize("name", [*SERVICES, "runway-sim"])
+@pytest.mark.parametrize("name", [*PROCESSES, "runway-sim"])
 def test_every_variable_is_one_the_process_reads(
     services: dict[str, Any], known_env_names: Callable[[str], set[str]], name: str
 ) -> None:
-    known = known_env_names(name)
+    known = known_env_names(name.removesuffix("-relay"))
     unknown = set(environment(services[name])) - known
     assert not unknown, f"{name} does not read {sorted(unknown)}"
 
 
 @pytest.mark.parametrize("runway", ["simulator", "real"])
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", [*SERVICES, NOTIFIER])
 def test_services_accept_their_environment(
     compose: dict[str, Any],
     settings_from_env: Callable[[str, Mapping[str, str]], Any],
@@ -275,3 +251,71 @@ def test_services_accept_their_environment(
         else:
             assert settings.runway.base_url is None, "the SDK's default: Runway's own API"
             assert settings.runway.api_key == "key_real"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_runs_its_workers_and_its_relay(services: dict[str, Any], name: str) -> None:
+    """Same image, same settings, same hardening; only the role and the port differ."""
+    worker, relay = services[name], services[f"{name}-relay"]
+    assert relay["image"] == worker["image"]
+    assert "build" in worker
+    assert "build" not in relay, "one build per image"
+    assert relay["pull_policy"] == "never", "the image is built here, never pulled"
+    worker_env, relay_env = environment(worker), environment(relay)
+    assert (worker_env.pop("VIDGEN_ROLE"), relay_env.pop("VIDGEN_ROLE")) == ("worker", "relay")
+    assert worker_env.pop("VIDGEN_HTTP_PORT") != relay_env.pop("VIDGEN_HTTP_PORT")
+    assert relay_env == worker_env
+    for key in ("read_only", "tmpfs", "cap_drop", "security_opt", "init", "restart"):
+        assert relay[key] == worker[key], key
+    assert "runway-sim" not in relay["depends_on"], "a relay never calls Runway"
+
+
+def test_every_process_has_its_own_port(services: dict[str, Any]) -> None:
+    """So that the file also runs with host networking (deploy/compose/local-infra.yml)."""
+    ports = [int(environment(services[name])["VIDGEN_HTTP_PORT"]) for name in PROCESSES]
+    assert len(set(ports)) == len(ports), ports
+    for name in PROCESSES:
+        assert healthcheck_port(services[name]) == int(
+            environment(services[name])["VIDGEN_HTTP_PORT"]
+        ), name
+
+
+def test_every_image_is_built_from_the_one_dockerfile(services: dict[str, Any]) -> None:
+    """Its SERVICE (or PACKAGE/MODULE) names a workspace member that `python -m` can run."""
+    built = {name: s["build"] for name, s in services.items() if "build" in s}
+    assert set(built) == {*SERVICES, NOTIFIER, "runway-sim"}
+    for name, build in built.items():
+        assert build["context"] == "."
+        assert build["dockerfile"] == "Dockerfile", name
+        args = build["args"]
+        module = args.get("MODULE", f"vidgen_{args['SERVICE']}")
+        mains = list(REPO.glob(f"*/*/src/{module}/__main__.py"))
+        assert len(mains) == 1, f"{name}: no workspace member has {module}/__main__.py"
+        pyproject = mains[0].parents[2] / "pyproject.toml"
+        package = args.get("PACKAGE", f"vidgen-{args['SERVICE']}")
+        assert f'name = "{package}"' in pyproject.read_text(), name
+    assert built["gateway"]["target"] == "gateway", "the gateway's image serves web/dist"
+
+
+def test_the_gateway_forwards_webhooks_to_the_notifier(services: dict[str, Any]) -> None:
+    """/api/webhooks* reaches the notifier's port, which checks the gateway's own tokens."""
+    gateway, notifier = environment(services["gateway"]), environment(services[NOTIFIER])
+    url = urlsplit(gateway["VIDGEN_NOTIFIER_URL"])
+    assert (url.scheme, url.hostname, url.path) == ("http", NOTIFIER, "")
+    assert url.port == int(notifier["VIDGEN_HTTP_PORT"]) == healthcheck_port(services[NOTIFIER])
+    assert notifier["VIDGEN_JWT_SECRET"] == gateway["VIDGEN_JWT_SECRET"]
+    assert notifier["VIDGEN_ROLE"] == "worker"
+    assert f"{NOTIFIER}-relay" not in services, "the notifier emits no events: no relay"
+    assert "runway-sim" not in services[NOTIFIER]["depends_on"]
+    assert "ports" not in services[NOTIFIER], "reached through the gateway only"
+    for key in ("read_only", "tmpfs", "cap_drop", "security_opt", "init", "restart"):
+        assert services[NOTIFIER][key] == services["media"][key], key
+
+
+def test_the_notifier_admits_no_private_target_outside_the_tests(services: dict[str, Any]) -> None:
+    """Only the e2e override (deploy/compose/e2e.yml) admits the host's loopback receivers."""
+    for name in (NOTIFIER, "gateway"):
+        assert not environment(services[name]).get("VIDGEN_WEBHOOK_ALLOWED_TARGETS"), name
+    e2e = yaml.safe_load((REPO / "deploy/compose/e2e.yml").read_text())
+    admitted = e2e["services"][NOTIFIER]["environment"]["VIDGEN_WEBHOOK_ALLOWED_TARGETS"]
+    assert admitted == "127.0.0.1"

@@ -10,6 +10,7 @@ oldest Kubernetes version the manifests claim and the newest the validator ships
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
@@ -22,13 +23,13 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from vidgen_common.runway import SIMULATOR_DEV_KEY
+from vidgen_common.devtokens import DEV_JWT_SECRET
 from vidgen_common.settings import DEV_S3_SECRET, S3Settings
-from vidgen_gateway.settings import DEV_JWT_SECRET
+from vidgen_runway.settings import SIMULATOR_DEV_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")
-SERVICES = ("gateway", "generator", "poller", "media")
+SERVICES = ("gateway", "generator", "poller", "media", "notifier")
 RUNWAY_CLIENTS = ("generator", "poller")
 # Oldest Kubernetes the manifests are meant for, and the newest the validator knows.
 K8S_VERSIONS = ("1.30", latest_version())
@@ -43,8 +44,8 @@ K8S_ONLY_ENV = {
     "DATABASE_NAME",
     "TMPDIR",
 }
-OPS_PORT = {"gateway": 8000, "generator": 8080, "poller": 8080, "media": 8080}
-MIN_GRACE_S = {"gateway": 30, "generator": 60, "poller": 60, "media": 120}
+OPS_PORT = {"gateway": 8000, "generator": 8080, "poller": 8080, "media": 8080, "notifier": 8080}
+MIN_GRACE_S = {"gateway": 30, "generator": 120, "poller": 60, "media": 120, "notifier": 30}
 MONITORING = {"kubernetes.io/metadata.name": "monitoring"}
 KNOWN_FAKES = {
     DEV_S3_SECRET,
@@ -394,6 +395,20 @@ def test_services_accept_their_environment(
             assert not settings.runway.uses_simulator
 
 
+def test_a_rollout_gives_the_generator_time_to_record_its_creates(
+    overlay: Rendered, settings_from_env: Callable[[str, Mapping[str, str]], Any]
+) -> None:
+    """SIGTERM waits for every create in flight and its recording: the grace period must
+    exceed the longest create (its settings say how long) plus a margin, or the SIGKILL that
+    follows can orphan paid tasks."""
+    deployment = overlay.deployment("generator")
+    secret = overlay.secret_value if overlay.name == "dev" else fake_platform_secret
+    env = container_env(overlay, only_container(deployment), secret)
+    settings = settings_from_env("generator", env)
+    grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
+    assert grace >= settings.create_deadline_s + 30
+
+
 # --- availability, scaling, network ------------------------------------------------------------
 
 
@@ -418,7 +433,7 @@ def test_each_service_has_service_pdb_and_hpa(overlay: Rendered, service: str) -
     assert hpa["spec"]["metrics"], "the HPA scales on something"
 
 
-@pytest.mark.parametrize("service", ["generator", "poller", "media"])
+@pytest.mark.parametrize("service", ["generator", "poller", "media", "notifier"])
 def test_workers_never_outnumber_the_partitions(
     overlay: Rendered, settings_from_env: Callable[[str, Mapping[str, str]], Any], service: str
 ) -> None:
@@ -442,6 +457,11 @@ def test_network_policies(overlay: Rendered, service: str) -> None:
         assert rule_ports(rule) == {("TCP", port)}, f"{service}: ingress beyond its port"
         if service == "gateway":
             assert "from" not in rule, "the API is reachable from anywhere"
+        elif service == "notifier":
+            assert rule["from"] in (
+                [{"namespaceSelector": {"matchLabels": MONITORING}}],
+                [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "vidgen-gateway"}}}],
+            ), "its API through the gateway, its metrics from monitoring"
         else:
             assert rule["from"] == [{"namespaceSelector": {"matchLabels": MONITORING}}]
     assert egress_allows(policies, "UDP", 53), "DNS"
@@ -540,3 +560,102 @@ def test_dev_secrets_resolve_and_are_obviously_fake(overlays: dict[str, Rendered
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
                 if ref and not ref.get("optional"):
                     assert dev.secret_value(ref["name"], ref["key"]) is not None, ref
+
+
+# --- the notifier: requests to addresses users chose --------------------------------------------
+
+# Addresses a webhook must never reach (the SSRF guard refuses them; so must the network).
+NEVER = (
+    "10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "169.254.169.254", "100.64.0.1",
+    "0.0.0.1", "224.0.0.1", "::1", "fc00::1", "fd12:3456::1", "fe80::1", "::ffff:10.0.0.1",
+)  # fmt: skip
+PUBLIC = ("93.184.216.34", "1.1.1.1", "2606:2800:220:1::1")
+
+
+def egress_reaches(policies: list[Obj], protocol: str, port: int, address: str) -> bool:
+    """Whether some egress rule lets a packet to ``address`` (outside the cluster) out.
+
+    A pod or namespace selector matches the cluster's pods, not an outside address.
+    """
+    ip = ipaddress.ip_address(address)
+    for rule in rules(policies, "Egress"):
+        ports = rule_ports(rule)
+        if ports is not None and (protocol, port) not in ports:
+            continue
+        if "to" not in rule:
+            return True
+        for peer in rule["to"]:
+            block = peer.get("ipBlock")
+            if block is None:
+                continue
+            network = ipaddress.ip_network(block["cidr"])
+            if ip.version != network.version or ip not in network:
+                continue
+            if not any(ip in ipaddress.ip_network(e) for e in block.get("except", [])):
+                return True
+    return False
+
+
+def test_the_notifier_reaches_only_public_https_and_its_infrastructure(overlay: Rendered) -> None:
+    labels = pod_labels(overlay.deployment("notifier"))
+    policies = policies_for(overlay, labels)
+    assert [p["metadata"]["name"] for p in policies] == ["vidgen-notifier"], (
+        "the common egress (any address on the infrastructure's ports) must not apply"
+    )
+    for address in PUBLIC:
+        assert egress_reaches(policies, "TCP", 443, address), address
+        for port in (80, 22, 9092, 5432, 9000, 8080):
+            assert not egress_reaches(policies, "TCP", port, address), (address, port)
+    for address in NEVER:
+        assert not egress_reaches(policies, "TCP", 443, address), address
+    for rule in rules(policies, "Egress"):
+        if rule_ports(rule) in ({("UDP", 53), ("TCP", 53)}, {("TCP", 443)}):
+            continue
+        for peer in rule["to"]:  # the infrastructure: the cluster or private addresses only
+            if "ipBlock" in peer:
+                assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).is_private, peer
+            else:
+                assert set(peer) <= {"namespaceSelector", "podSelector"}, peer
+
+
+def test_the_gateway_and_the_notifier_let_each_other_through(overlay: Rendered) -> None:
+    gateway, notifier = overlay.deployment("gateway"), overlay.deployment("notifier")
+    gateway_labels, notifier_labels = pod_labels(gateway), pod_labels(notifier)
+    url = container_env(overlay, only_container(gateway), lambda n, k: "x")["VIDGEN_NOTIFIER_URL"]
+    service = overlay.get("Service", "vidgen-notifier")
+    assert url == f"http://vidgen-notifier:{service['spec']['ports'][0]['port']}"
+    assert selects({"matchLabels": service["spec"]["selector"]}, notifier_labels)
+    (port,) = [p["containerPort"] for p in only_container(notifier)["ports"]]
+    out = any(
+        any(selects(peer.get("podSelector", {}), notifier_labels) for peer in rule.get("to", []))
+        and ("TCP", port) in (rule_ports(rule) or {("TCP", port)})
+        for rule in rules(policies_for(overlay, gateway_labels), "Egress")
+    )
+    assert out, "the gateway may not reach the notifier"
+    admitted = any(
+        any(selects(peer.get("podSelector", {}), gateway_labels) for peer in rule.get("from", []))
+        for rule in rules(policies_for(overlay, notifier_labels), "Ingress")
+    )
+    assert admitted, "the notifier does not admit the gateway"
+
+
+def test_the_notifier_verifies_the_gateways_tokens_and_keeps_its_keys_secret(
+    overlay: Rendered, settings_from_env: Callable[[str, Mapping[str, str]], Any]
+) -> None:
+    secret = overlay.secret_value if overlay.name == "dev" else fake_platform_secret
+    envs = {
+        name: container_env(overlay, only_container(overlay.deployment(name)), secret)
+        for name in ("gateway", "notifier")
+    }
+    for key in ("VIDGEN_JWT_JWKS_URL", "VIDGEN_JWT_ISSUER", "VIDGEN_JWT_AUDIENCE"):
+        assert envs["notifier"].get(key) == envs["gateway"].get(key), key
+    if overlay.name == "dev":
+        assert envs["notifier"]["VIDGEN_JWT_SECRET"] == envs["gateway"]["VIDGEN_JWT_SECRET"]
+    env = only_container(overlay.deployment("notifier"))["env"]
+    for key in ("VIDGEN_WEBHOOK_SECRET_KEY", "VIDGEN_WEBHOOK_SIGNING_KEY"):
+        (item,) = [e for e in env if e["name"] == key]
+        assert not item["valueFrom"]["secretKeyRef"].get("optional"), f"{key} is required"
+    settings = settings_from_env("notifier", envs["notifier"])
+    assert settings.webhook_allowed_targets == "", "no private target admitted"
+    grace = pod_spec(overlay.deployment("notifier"))["terminationGracePeriodSeconds"]
+    assert grace >= settings.webhook_timeout_s + 30, "an attempt in flight ends and is recorded"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import importlib.util
 import io
 import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,14 +19,16 @@ import av
 import httpx
 import pytest
 
-from vidgen_common.runway import MODERATION_USER_MESSAGE
+from tests.support.system import System
+from vidgen_common.events import GenerationCompleted, topic_for
+from vidgen_runway.verdicts import MODERATION_USER_MESSAGE
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "docs" / "sample.png"
+CONSUMER_EXAMPLE = ROOT / "docs" / "examples" / "consume_completed.py"
 TERMINAL = {"completed", "failed", "cancelled"}
-System = Any  # the `system` fixture's class lives in conftest (not importable in importlib mode)
 
 
 def poll(fn: Callable[[], Any], what: str, within: float = 60.0, interval: float = 0.2) -> Any:
@@ -169,6 +174,7 @@ def test_two_users_are_isolated(system: System, fast_runway: System) -> None:
         assert wait_terminal(dave, generation_id)["status"] == "completed"
 
 
+@pytest.mark.timeout(300)  # its own waits allow 240 s: the global 120 s must not cut them short
 def test_a_burst_of_50_generations_all_end_with_nothing_lost_or_duplicated(
     system: System, fast_runway: System
 ) -> None:
@@ -271,3 +277,50 @@ def test_the_cli_drives_the_whole_flow(system: System, fast_runway: System, tmp_
     vidgen("download", generation_id, "-o", str(target))
     with av.open(str(target)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
+
+
+def test_a_consumer_reads_the_finished_video_as_a_cloudevent(
+    system: System, fast_runway: System
+) -> None:
+    """The consumer guide's example, pointed at the system, receives this generation's event."""
+    spec = importlib.util.spec_from_file_location("consume_completed", CONSUMER_EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with system.client("cloudevent-reader") as client:
+        generation_id = generate(client, upload(client), "a paper boat on a pond")
+        assert wait_terminal(client, generation_id)["status"] == "completed"
+
+    got: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    async def read() -> None:
+        stop = asyncio.Event()
+
+        async def on_completed(attributes: dict[str, Any], data: dict[str, Any]) -> None:
+            if attributes["subject"] == generation_id:
+                got.append((attributes, data))
+                stop.set()
+
+        topic = topic_for(GenerationCompleted, system.env.get("KAFKA_TOPIC_PREFIX", ""))
+        await asyncio.wait_for(
+            example.consume(
+                on_completed,
+                bootstrap=system.env["KAFKA_BOOTSTRAP_SERVERS"],
+                topic=topic,
+                group_id=f"e2e-reader-{uuid.uuid4().hex[:8]}",
+                stop=stop,
+            ),
+            timeout=60,
+        )
+
+    asyncio.run(read())
+    [(attributes, data)] = got
+    assert attributes["type"] == "vidgen.generation.completed.v1"
+    assert attributes["source"] == "/vidgen/media"
+    [(sha, key)] = system.sql(
+        "SELECT sha256, video_key FROM media.transfers WHERE generation_id = :g", g=generation_id
+    )
+    assert data["sha256"] == sha
+    assert data["videoKey"] == key
+    assert data["codec"] == "h264"

@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from runway_sim.catalog import MODELS
 from runway_sim.settings import Settings as SimSettings
 from runway_sim.testing import AsyncSimHandle, async_simulator, fast_scenario
 from runway_sim.testkit import png_bytes
@@ -37,18 +36,19 @@ from vidgen_common.events import (
 )
 from vidgen_common.outbox import Record
 from vidgen_common.runtime import ServiceRuntime
-from vidgen_common.runway import RunwaySettings
 from vidgen_common.settings import DatabaseSettings, KafkaSettings, S3Settings
 from vidgen_common.storage import MinioStorage
-from vidgen_common.testing import unique, wait_until
 from vidgen_generator.bootstrap import EMITS as GENERATOR_EMITS
 from vidgen_generator.bootstrap import bootstrap as bootstrap_generator
-from vidgen_generator.models import MIGRATIONS as GENERATOR_MIGRATIONS
+from vidgen_generator.migrations import MIGRATIONS as GENERATOR_MIGRATIONS
 from vidgen_generator.settings import GeneratorSettings
 from vidgen_poller.bootstrap import EMITS as POLLER_EMITS
 from vidgen_poller.bootstrap import bootstrap as bootstrap_poller
-from vidgen_poller.models import MIGRATIONS as POLLER_MIGRATIONS
+from vidgen_poller.migrations import MIGRATIONS as POLLER_MIGRATIONS
 from vidgen_poller.settings import PollerSettings
+from vidgen_runway.catalog import MODELS
+from vidgen_runway.settings import RunwaySettings
+from vidgen_testing import unique, wait_until
 
 IMAGE_KEY = "images/u1/prompt.png"
 FAST = {"run_s": 0.4, "queue_s": 0.05}
@@ -173,7 +173,9 @@ class Stack:
                 "submit_poll_interval_s": 0.2,
                 "retry_base_s": 0.2,
                 "retry_cap_s": 2.0,
-                "intent_stale_s": 10.0,
+                "instance_heartbeat_s": 0.5,
+                # generous: replicas of a test share one (busy) event loop
+                "instance_dead_after_s": 10.0,
                 **overrides,
             }
         )

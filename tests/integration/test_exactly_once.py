@@ -14,7 +14,7 @@ from vidgen_common.events import (
     TaskSubmitted,
     VideoReady,
 )
-from vidgen_common.testing import unique, wait_until
+from vidgen_testing import unique, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from vidgen_common.events import (
     VideoReady,
     VideoUrlExpired,
 )
-from vidgen_common.testing import unique
+from vidgen_testing import unique
 
 pytestmark = pytest.mark.integration
 

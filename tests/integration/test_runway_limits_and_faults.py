@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from vidgen_common.events import GenerationFailed, TaskProgressed, TaskSubmitted, VideoReady
-from vidgen_common.testing import unique
+from vidgen_testing import unique
 
 pytestmark = pytest.mark.integration
 
@@ -19,15 +19,17 @@ Tap = Any
 async def test_throttled_tasks_and_the_budget(stack: Stack, tap: Tap, make_request: Any) -> None:
     # Runway runs one gen4_turbo at a time (the others wait THROTTLED at Runway); our own
     # budget keeps veo3.1_fast tasks here, one at a time, so Runway never throttles them.
+    # A gen4_turbo task lasts 4 s, so the three overlap at Runway even when a loaded machine
+    # sends their creates seconds apart (with 1 s the first could end before the second came).
     await stack.sim.set_scenario(
         {
-            "durations": {"gen4_turbo": {"median_s": 1.0}, "veo3.1_fast": {"median_s": 1.0}},
+            "durations": {"gen4_turbo": {"median_s": 4.0}, "veo3.1_fast": {"median_s": 1.0}},
             "org": {"models": {"gen4_turbo": {"max_concurrent": 1}}},
         }
     )
     await stack.generator(model_budgets={"veo3.1_fast": 1})
     await stack.poller(
-        duration_priors_s={"gen4_turbo": 1.0, "veo3.1_fast": 1.0},
+        duration_priors_s={"gen4_turbo": 4.0, "veo3.1_fast": 1.0},
         schedule={"throttled_interval_s": 0.5, "throttled_max_interval_s": 1.0},
     )
     turbo = [unique("turbo-") for _ in range(3)]
@@ -70,7 +72,7 @@ async def test_a_lost_create_response_never_makes_a_second_task(
     stack: Stack, tap: Tap, make_request: Any, mode: str
 ) -> None:
     await stack.sim.set_scenario({"lost_create": {"next_n": 1, "mode": mode, "hang_s": 30}})
-    await stack.generator(runway=stack.runway(runway_timeout_s=1.0), intent_stale_s=5.0)
+    await stack.generator(runway=stack.runway(runway_timeout_s=1.0))
     await stack.poller()
     gid = unique("g-")
     await stack.publish(make_request(gid))
@@ -94,3 +96,33 @@ async def test_the_resubmit_policy_recovers_a_lost_create(
     counters = await stack.counters()
     assert counters["creates_accepted"] == 2  # the documented price of this policy
     assert len(tap.of(TaskSubmitted, gid)) == 1
+
+
+@pytest.mark.parametrize("mode", ["500", "504", "broken_body"])
+async def test_an_error_answered_after_the_task_was_created_is_never_sent_again(
+    stack: Stack, tap: Tap, make_request: Any, mode: str
+) -> None:
+    await stack.sim.set_scenario({"create_then_error": {"next_n": 1, "mode": mode}})
+    await stack.generator()
+    await stack.poller()
+    gid = unique("g-")
+    await stack.publish(make_request(gid))
+    [failed] = await tap.wait_for(GenerationFailed, gid)
+    assert (failed.stage, failed.error_code) == ("generator", "submission_unknown")
+    counters = await stack.counters()
+    assert counters["creates_accepted"] == 1  # Runway created and charged it: never twice
+    assert counters["faults"] == {f"create_then_error_{mode}": 1}
+    assert tap.of(TaskSubmitted, gid) == []
+
+
+async def test_a_request_that_cannot_be_handled_ends_failed_after_its_dead_letter(
+    stack: Stack, tap: Tap, make_request: Any
+) -> None:
+    await stack.generator()
+    gid = unique("g-")
+    # PostgreSQL refuses text holding a NUL: the handler fails the same way every time.
+    await stack.publish(make_request(gid, prompt="a lake\x00at night"))
+    [failed] = await tap.wait_for(GenerationFailed, gid)
+    assert (failed.stage, failed.error_code) == ("generator", "event_dead_lettered")
+    assert "dead-lettered" in failed.error_message
+    assert (await stack.counters())["creates_accepted"] == 0

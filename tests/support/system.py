@@ -1,9 +1,12 @@
-"""The whole system as real processes, for end-to-end tests through the REST API.
+"""The whole system as real processes, as ``make run`` starts it, for e2e and browser tests.
 
-One session-scoped system: the Runway simulator and, for each service, a worker process and an
-outbox-relay process (as ``make run`` starts them), against the local PostgreSQL, Kafka and S3,
-isolated by a fresh database, bucket and topic prefix. Each process logs to its own file; a
-failing test prints the tails. All services export spans to one JSON-lines file.
+:func:`running_system` starts the Runway simulator and, for each service, a worker process
+and an outbox-relay process (the notifier, which emits no events: its worker only), against
+the given PostgreSQL, Kafka and S3, isolated by a fresh
+database, bucket and topic prefix; it stops them all on exit. Each process logs to its own
+file (:meth:`System.logs` gives the tails); all services export spans to one JSON-lines
+file. :meth:`System.stop` and :meth:`System.start` stop and start one process by name (as a
+crash and a restart would), e.g. ``system.stop("gateway")``.
 """
 
 from __future__ import annotations
@@ -17,17 +20,20 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from vidgen_runway.catalog import MODELS
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "generator", "poller", "media")
+RUNWAY_MODELS = tuple(MODELS)
 
 
 def free_port() -> int:
@@ -39,9 +45,21 @@ def free_port() -> int:
 @dataclass
 class Process:
     name: str
-    popen: subprocess.Popen[bytes]
+    argv: list[str]
+    env: dict[str, str]
     log: Path
     ready_url: str
+    popen: subprocess.Popen[bytes] | None = None
+
+    def launch(self) -> None:
+        with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
 
     def tail(self, lines: int = 40) -> str:
         content = self.log.read_text(errors="replace").splitlines()
@@ -101,21 +119,33 @@ class System:
     def logs(self) -> str:
         return "\n\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.processes)
 
+    def process(self, name: str) -> Process:
+        for p in self.processes:
+            if p.name == name:
+                return p
+        raise KeyError(name)
 
-def _start(name: str, argv: list[str], env: dict[str, str], ready: str, logs: Path) -> Process:
-    log = logs / f"{name}.log"
-    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        popen = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    return Process(name, popen, log, ready)
+    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop one process (``gateway``, ``media-relay``, ``runway-sim``…) and wait for it."""
+        _stop([self.process(name)], sig)
+
+    def start(self, name: str, within: float = 60) -> None:
+        """Start a stopped process again and wait until it is ready."""
+        p = self.process(name)
+        if p.running:
+            raise RuntimeError(f"{name} is running")
+        p.launch()
+        _wait_ready(self, [p], within)
 
 
-def _wait_ready(system: System, within: float) -> None:
-    pending = list(system.processes)
+def _wait_ready(system: System, processes: list[Process], within: float) -> None:
+    pending = list(processes)
     deadline = time.monotonic() + within
     while pending:
         for p in pending:
-            if p.popen.poll() is not None:
-                raise RuntimeError(f"{p.name} exited with {p.popen.returncode}\n{p.tail()}")
+            if not p.running:
+                code = p.popen.returncode if p.popen else None
+                raise RuntimeError(f"{p.name} exited with {code}\n{p.tail()}")
         still = []
         for p in pending:
             try:
@@ -131,12 +161,14 @@ def _wait_ready(system: System, within: float) -> None:
         time.sleep(0.2)
 
 
-def _stop(processes: list[Process]) -> None:
+def _stop(processes: list[Process], sig: signal.Signals = signal.SIGTERM) -> None:
     for p in reversed(processes):
-        if p.popen.poll() is None:
-            p.popen.send_signal(signal.SIGTERM)
+        if p.popen is not None and p.popen.poll() is None:
+            p.popen.send_signal(sig)
     deadline = time.monotonic() + 20
     for p in processes:
+        if p.popen is None:
+            continue
         try:
             p.popen.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -144,15 +176,17 @@ def _stop(processes: list[Process]) -> None:
             p.popen.wait()
 
 
-@pytest.fixture(scope="session")
-def system(
+@contextmanager
+def running_system(
     database_url: str,
     kafka_bootstrap: str,
     s3_endpoint: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    logs: Path,
+    *,
+    env_overrides: dict[str, str] | None = None,
 ) -> Iterator[System]:
+    """Every service as real processes on a fresh database, bucket and topic prefix."""
     run_id = uuid.uuid4().hex[:8]
-    logs = tmp_path_factory.mktemp("e2e-logs")
     db_name = f"e2e_{run_id}"
     admin_url = make_url(database_url.replace("+asyncpg", "+psycopg"))
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -160,7 +194,7 @@ def system(
         conn.execute(text(f'CREATE DATABASE "{db_name}"'))
     db_url = make_url(database_url).set(database=db_name).render_as_string(hide_password=False)
 
-    sim_port, gateway_port = free_port(), free_port()
+    sim_port, gateway_port, notifier_port = free_port(), free_port(), free_port()
     trace_file = logs / "spans.jsonl"
     env = {
         **os.environ,
@@ -176,6 +210,14 @@ def system(
         "VIDGEN_TRACE_FILE": str(trace_file),
         "VIDGEN_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        # the simulator's tasks take about a second (fast_scenario): so should the priors
+        "VIDGEN_DURATION_PRIORS_S": json.dumps(dict.fromkeys(RUNWAY_MODELS, 1.0)),
+        # the gateway forwards /api/webhooks* to the notifier; webhook receivers of the tests
+        # listen on loopback (refused anywhere else) and retries come within milliseconds
+        "VIDGEN_NOTIFIER_URL": f"http://127.0.0.1:{notifier_port}",
+        "VIDGEN_WEBHOOK_ALLOWED_TARGETS": "127.0.0.1",
+        "VIDGEN_WEBHOOK_SCHEDULE_SCALE": "0.001",
+        **(env_overrides or {}),
     }
     env.pop("RUNWAYML_API_SECRET", None)
     system = System(
@@ -187,12 +229,12 @@ def system(
     )
     python = sys.executable
     system.processes.append(
-        _start(
+        Process(
             "runway-sim",
             [python, "-m", "runway_sim", "--host", "127.0.0.1", "--port", str(sim_port)],
             env,
+            logs / "runway-sim.log",
             f"{system.sim}/_sim/health",
-            logs,
         )
     )
     for service in SERVICES:
@@ -201,17 +243,28 @@ def system(
             name = service if role == "worker" else f"{service}-relay"
             system.ops_ports[name] = port
             system.processes.append(
-                _start(
+                Process(
                     name,
                     [python, "-m", f"vidgen_{service}"],
                     {**env, "VIDGEN_ROLE": role, "VIDGEN_HTTP_PORT": str(port)},
+                    logs / f"{name}.log",
                     f"http://127.0.0.1:{port}/readyz",
-                    logs,
                 )
             )
+    system.ops_ports["notifier"] = notifier_port
+    system.processes.append(
+        Process(
+            "notifier",
+            [python, "-m", "vidgen_notifier"],
+            {**env, "VIDGEN_ROLE": "worker", "VIDGEN_HTTP_PORT": str(notifier_port)},
+            logs / "notifier.log",
+            f"http://127.0.0.1:{notifier_port}/readyz",
+        )
+    )
     try:
-        _wait_ready(system, within=120)
-        system.set_scenario(_fast())
+        for p in system.processes:
+            p.launch()
+        _wait_ready(system, system.processes, within=120)
         yield system
     finally:
         _stop(system.processes)
@@ -220,25 +273,35 @@ def system(
         admin.dispose()
 
 
-def _fast() -> dict[str, Any]:
-    from runway_sim.testing import fast_scenario
+def fast_scenario() -> dict[str, Any]:
+    """The simulator's scenario with tasks that finish in about a second."""
+    from runway_sim.testing import fast_scenario as fast
 
-    scenario: dict[str, Any] = fast_scenario(run_s=0.5, queue_s=0.05)
+    scenario: dict[str, Any] = fast(run_s=0.5, queue_s=0.05)
     return scenario
 
 
-@pytest.fixture
-def fast_runway(system: System) -> Iterator[System]:
-    """Reset the simulator's scenario to fast tasks around a test that changes it."""
-    system.set_scenario(_fast())
-    yield system
-    system.set_scenario(_fast())
+def external_system(description: Path) -> System:
+    """A system already running elsewhere (e.g. as containers), as described by a JSON file.
 
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    if report.failed and "system" in getattr(item, "funcargs", {}):
-        system: System = item.funcargs["system"]
-        report.sections.append(("process logs", system.logs()))
-    return report
+    The file (``python -m scripts.stack … system`` writes it) gives ``gateway``, ``sim``,
+    ``database_url``, ``kafka_bootstrap``, ``topic_prefix``, ``trace_file``, ``ops_ports``
+    and the ``env`` a client needs (the development JWT secret). Nothing is started or
+    stopped; :meth:`System.stop` and :meth:`System.start` know no process of it.
+    """
+    found = json.loads(description.read_text())
+    env = {
+        **os.environ,
+        **found.get("env", {}),
+        "KAFKA_BOOTSTRAP_SERVERS": found["kafka_bootstrap"],
+        "KAFKA_TOPIC_PREFIX": found.get("topic_prefix", ""),
+    }
+    trace = found.get("trace_file")
+    return System(
+        gateway=found["gateway"],
+        sim=found["sim"],
+        env=env,
+        trace_file=Path(trace) if trace else description.with_name("no-spans.jsonl"),
+        database_url=found["database_url"],
+        ops_ports={str(k): int(v) for k, v in found["ops_ports"].items()},
+    )

@@ -1,0 +1,1 @@
+"""Helpers shared by the cross-service test suites (importable as ``tests.support``)."""

@@ -23,6 +23,7 @@ def _services() -> list[tuple[str, type[BaseSettings]]]:
     from vidgen_gateway.settings import GatewaySettings
     from vidgen_generator.settings import GeneratorSettings
     from vidgen_media.settings import MediaSettings
+    from vidgen_notifier.settings import NotifierSettings
     from vidgen_poller.settings import PollerSettings
 
     return [
@@ -30,6 +31,7 @@ def _services() -> list[tuple[str, type[BaseSettings]]]:
         ("generator", GeneratorSettings),
         ("poller", PollerSettings),
         ("media", MediaSettings),
+        ("notifier", NotifierSettings),
     ]
 
 

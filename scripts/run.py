@@ -150,6 +150,8 @@ def dev_token(user: str) -> str:
 
 def build(env: dict[str, str], sim_port: int, gateway_port: int) -> list[Proc]:
     python = sys.executable
+    # the gateway forwards /api/webhooks* to the notifier (gateway port + 4)
+    env = {"VIDGEN_NOTIFIER_URL": f"http://127.0.0.1:{gateway_port + 4}", **env}
     procs: list[Proc] = []
     colors = iter(COLORS)
     if not env.get("RUNWAYML_API_SECRET"):
@@ -176,6 +178,17 @@ def build(env: dict[str, str], sim_port: int, gateway_port: int) -> list[Proc]:
                     next(colors),
                 )
             )
+    # the notifier emits no events: one worker process, no relay (port 8004)
+    notifier_port = gateway_port + 4
+    procs.append(
+        Proc(
+            "notifier",
+            [python, "-m", "vidgen_notifier"],
+            {**env, "VIDGEN_ROLE": "worker", "VIDGEN_HTTP_PORT": str(notifier_port)},
+            f"http://127.0.0.1:{notifier_port}/readyz",
+            next(colors),
+        )
+    )
     return procs
 
 

@@ -7,9 +7,9 @@ settings, nanio locally), the same file is then stored, alternately and ``--roun
 - **ceiling**: a plain streaming copy: httpx stream (network reads joined into 1 MiB chunks)
   → ``MinioStorage.put_stream`` (the same multipart upload our code uses), nothing else;
 - **ours**: ``HttpTransfer.fetch``, the function the media handler runs (``Range: bytes=0-``,
-  resume bookkeeping, size cap, sha256, same store), with the policy built from the service's
-  settings. The handler's next step, the PyAV check, is *not* part of it: the file is not a
-  video (and reading it back is a separate cost from downloading it).
+  resume bookkeeping, size cap, sha256, same store, and the local copy the video check reads,
+  written on the way), with the policy built from the service's settings. The handler's next
+  step, the PyAV check of that copy, is *not* part of it: the file is not a video.
 
 Both compute sha256 (``put_stream`` does) and both are checked against the file's digest.
 It prints MiB/s of each round, the median of each and their ratio (target: ours ≥ 80 % of the
@@ -44,7 +44,7 @@ from minio import Minio
 
 from vidgen_common.settings import S3Settings
 from vidgen_common.storage import MinioStorage
-from vidgen_media.bootstrap import http_client, media_storage, transfer_policy
+from vidgen_media.bootstrap import http_client, media_spool, media_storage, transfer_policy
 from vidgen_media.settings import MediaSettings
 from vidgen_media.transfer import HttpTransfer
 
@@ -200,6 +200,7 @@ async def main(size_mib: int, rounds: int) -> None:
     try:
         async with http_client(settings) as client:
             transfer = HttpTransfer(client, storage, transfer_policy(settings))
+            spool = media_spool(settings)
             await plain_copy(client, storage, url, "warm-up")  # page cache, connections, pools
             keys.append("warm-up")
             await storage.remove("warm-up")
@@ -214,9 +215,9 @@ async def main(size_mib: int, rounds: int) -> None:
                         ceiling.append(size / MiB / (time.perf_counter() - started))
                         cpu_ceiling.append(time.process_time() - cpu)
                     else:
-                        with RssSampler() as rss:
+                        with RssSampler() as rss, spool.reserve(key) as copy:
                             started = time.perf_counter()
-                            result = await transfer.fetch(url, key)
+                            result = await transfer.fetch(url, key, copy)
                             elapsed = time.perf_counter() - started
                         cpu_ours.append(time.process_time() - cpu)
                         assert result.sha256 == expected, "our transfer stored different bytes"

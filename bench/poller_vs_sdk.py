@@ -53,11 +53,11 @@ from vidgen_common.bus import KafkaPublisher, ensure_topics
 from vidgen_common.events import Envelope, TaskSubmitted, VideoReady, decode, encode, topic_for
 from vidgen_common.outbox import Record
 from vidgen_common.runtime import ServiceRuntime
-from vidgen_common.runway import RunwaySettings
 from vidgen_common.settings import DatabaseSettings, KafkaSettings
 from vidgen_poller.bootstrap import EMITS, bootstrap
-from vidgen_poller.models import MIGRATIONS
+from vidgen_poller.migrations import MIGRATIONS
 from vidgen_poller.settings import PollerSettings
+from vidgen_runway.settings import RunwaySettings
 
 MODELS = (("gen4_turbo", "1280:720", 5, 0.7), ("veo3.1_fast", "1280:720", 4, 0.3))
 

@@ -131,10 +131,13 @@ class Receiver:
                 loop = asyncio.get_running_loop()
                 entry = Received(path, headers, body, loop.time(), reply.status)
                 if reply.hold is not None:
-                    self.requests.append(Received(path, headers, body, loop.time(), 0))
+                    # Seen while it hangs; other connections' requests arrive meanwhile, so
+                    # this one's placeholder is taken out by identity, not from the end.
+                    placeholder = Received(path, headers, body, loop.time(), 0)
+                    self.requests.append(placeholder)
                     self.seen.set()
                     await reply.hold.wait()
-                    self.requests.pop()
+                    self.requests[:] = [r for r in self.requests if r is not placeholder]
                 if reply.hang_s:
                     await asyncio.sleep(reply.hang_s)
                 self.requests.append(entry)

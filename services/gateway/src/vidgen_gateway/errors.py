@@ -19,36 +19,12 @@ GatewayError                     (500 internal_error)
 
 from __future__ import annotations
 
-from typing import Any
+from vidgen_common.api_errors import ApiError, NotFound, Unauthorized
 
+# The gateway's errors are the common API errors (one shape, one handler for every service).
+GatewayError = ApiError
 
-class GatewayError(Exception):
-    """Base of the gateway's errors; carries what the error body says."""
-
-    status = 500
-    code = "internal_error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        details: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code or self.code
-        self.details = details or {}
-        self.headers = headers or {}
-
-
-class Unauthorized(GatewayError):
-    status = 401
-    code = "unauthorized"
-
-    def __init__(self, message: str = "A valid Bearer token is required.") -> None:
-        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+__all__ = ["GatewayError", "NotFound", "Unauthorized"]
 
 
 class BudgetExceeded(GatewayError):
@@ -61,11 +37,6 @@ class BudgetExceeded(GatewayError):
 class Forbidden(GatewayError):
     status = 403
     code = "forbidden"
-
-
-class NotFound(GatewayError):
-    status = 404
-    code = "not_found"
 
 
 class Conflict(GatewayError):

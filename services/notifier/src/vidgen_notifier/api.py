@@ -8,7 +8,6 @@ with the gateway's settings (:mod:`vidgen_common.auth`). Errors answer the gatew
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -16,13 +15,12 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException
 
+from vidgen_common.api_errors import error_body, install_error_handlers, validation_body
 from vidgen_common.auth import TokenRejected, TokenVerifier
 from vidgen_common.metrics import Metrics
-from vidgen_common.transient import is_transient
 from vidgen_notifier.endpoints import Webhooks
-from vidgen_notifier.errors import ApiError, Unauthorized
+from vidgen_notifier.errors import Unauthorized
 from vidgen_notifier.schemas import (
     Accepted,
     DeliveryPage,
@@ -37,8 +35,6 @@ from vidgen_notifier.schemas import (
     UserSecretView,
 )
 from vidgen_notifier.signing import SigningKey
-
-log = logging.getLogger(__name__)
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 
@@ -150,48 +146,9 @@ async def redeliver(
     return Accepted(delivery_id=await hooks.redeliver(user, endpoint_id, delivery_id))
 
 
-def _body(code: str, message: str, details: dict[str, object] | None = None) -> dict[str, object]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
-
-
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return JSONResponse(_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers)
-
-
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        {
-            "loc": [str(p) for p in e.get("loc", ())],
-            "msg": str(e.get("msg", "")),
-            "type": str(e.get("type", "")),
-        }
-        for e in exc.errors()
-    ]
-    fields = [p["loc"][-1] for p in problems if p["loc"]]
-    details: dict[str, object] = {"errors": problems}
-    if fields:
-        details["field"] = fields[0]
-    return JSONResponse(_body("validation_error", "The request is not valid.", details), 422)
-
-
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-    return JSONResponse(_body(code, str(exc.detail)), exc.status_code)
-
-
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if is_transient(exc):
-        log.warning("%s %s: a dependency is away: %r", request.method, request.url.path, exc)
-        return JSONResponse(
-            _body("unavailable", "A dependency is briefly unavailable; retry."),
-            503,
-            headers={"Retry-After": "2"},
-        )
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(_body("internal_error", "Internal error."), 500)
+    return JSONResponse(validation_body(exc.errors(), name_field=True), 422)
 
 
 def create_app(
@@ -228,11 +185,9 @@ def create_app(
     @app.get("/metrics", include_in_schema=False)
     async def render() -> Response:
         if metrics is None:
-            return JSONResponse(_body("not_found", "No metrics here."), 404)
+            return JSONResponse(error_body("not_found", "No metrics here."), 404)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    app.add_exception_handler(ApiError, _api_error)
+    install_error_handlers(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
     return app

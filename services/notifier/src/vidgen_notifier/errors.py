@@ -9,40 +9,13 @@ ApiError                     (500 internal_error)
 
 from __future__ import annotations
 
-from typing import Any
+from vidgen_common.api_errors import ApiError, Unauthorized
+from vidgen_common.api_errors import NotFound as _NotFound
+
+__all__ = ["ApiError", "NotFound", "Unauthorized", "Unprocessable"]
 
 
-class ApiError(Exception):
-    status = 500
-    code = "internal_error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        details: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code or self.code
-        self.details = details or {}
-        self.headers = headers or {}
-
-
-class Unauthorized(ApiError):
-    status = 401
-    code = "unauthorized"
-
-    def __init__(self, message: str = "A valid Bearer token is required.") -> None:
-        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
-
-
-class NotFound(ApiError):
-    status = 404
-    code = "not_found"
-
+class NotFound(_NotFound):
     def __init__(self, message: str = "No such webhook endpoint.") -> None:
         super().__init__(message)
 

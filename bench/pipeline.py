@@ -550,6 +550,9 @@ async def one_size(args: argparse.Namespace, size_mb: int) -> None:
     spacing = args.spacing_large_s if big else args.spacing_s
     extra = {
         "VIDGEN_DURATION_PRIORS_S": json.dumps({MODEL: args.queue_s + args.run_s}),
+        # the path is measured, not the per-user limits (a user's 6th generation would be 429)
+        "VIDGEN_MAX_IN_FLIGHT_PER_USER": "1000",
+        "VIDGEN_GENERATE_RATE_LIMIT": "1000",
     }
     keep = Path(args.keep_logs) / f"{size_mb}mb" if args.keep_logs else None
     async with system(

@@ -140,18 +140,24 @@ async def drive(args: argparse.Namespace, gateway: str, dsn: str) -> dict[str, o
         stop = asyncio.Event()
         room = asyncio.Semaphore(0)
 
+        sending = 0  # requests between taking their permit and their answer
+
         async def sender(i: int) -> None:
-            nonlocal accepted
+            nonlocal accepted, sending
             n = 0
             while not stop.is_set():
                 await room.acquire()
                 u = users[(i + n) % len(users)]
                 n += 1
-                r = await client.post(
-                    "/api/videos/generate",
-                    json={"projectId": projects[u], "prompt": "throughput", "duration": 2},
-                    headers={**headers[u], "Idempotency-Key": uuid.uuid4().hex},
-                )
+                sending += 1
+                try:
+                    r = await client.post(
+                        "/api/videos/generate",
+                        json={"projectId": projects[u], "prompt": "throughput", "duration": 2},
+                        headers={**headers[u], "Idempotency-Key": uuid.uuid4().hex},
+                    )
+                finally:
+                    sending -= 1
                 if r.status_code == 202:
                     accepted += 1
                 else:
@@ -174,7 +180,8 @@ async def drive(args: argparse.Namespace, gateway: str, dsn: str) -> dict[str, o
                         "WHERE status IN ('completed', 'failed', 'cancelled')"
                     )
                 )
-                outstanding = accepted - finished + (16 - room._value)
+                # accepted and not finished, being sent, or allowed and not yet sent
+                outstanding = accepted - finished + sending + room._value
                 for _ in range(max(0, args.backlog - outstanding)):
                     room.release()
                 elapsed = time.monotonic() - started

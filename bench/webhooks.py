@@ -36,7 +36,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +47,12 @@ from vidgen_common.db import asyncpg_dsn
 from vidgen_common.devtokens import DevTokenSettings, mint_dev_token
 from vidgen_common.events import (
     Envelope,
-    GenerationCompleted,
-    GenerationRequested,
     encode,
     topic_for,
 )
 from vidgen_common.outbox import Record
 from vidgen_common.settings import DatabaseSettings, KafkaSettings
+from vidgen_testing.samples import completed, requested
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_P95_MS = 200.0
@@ -111,38 +109,6 @@ def arrivals(path: Path) -> dict[str, float]:
 
 
 # ---- events -----------------------------------------------------------------------------------
-
-
-def requested(gid: str, user: str) -> GenerationRequested:
-    return GenerationRequested(
-        generation_id=gid,
-        project_id="p-" + gid,
-        user_id=user,
-        image_key=f"images/{user}/x.png",
-        image_content_type="image/png",
-        prompt="a lake",
-        model="gen4_turbo",
-        ratio="1280:720",
-        duration=5,
-        requested_at=datetime.now(UTC),
-    )
-
-
-def completed(gid: str, user: str) -> GenerationCompleted:
-    return GenerationCompleted(
-        generation_id=gid,
-        user_id=user,
-        video_key=f"videos/{user}/{gid}.mp4",
-        thumbnail_key=f"videos/{user}/{gid}.jpg",
-        size_bytes=1000,
-        sha256="0" * 64,
-        duration_seconds=5.0,
-        width=1280,
-        height=720,
-        codec="h264",
-        cost_credits=25,
-        completed_at=datetime.now(UTC),
-    )
 
 
 def record(data: Any, prefix: str) -> Record:

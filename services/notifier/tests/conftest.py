@@ -16,7 +16,6 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -30,8 +29,6 @@ from vidgen_common.devtokens import DevTokenSettings, mint_dev_token
 from vidgen_common.events import (
     Envelope,
     EventData,
-    GenerationCompleted,
-    GenerationRequested,
     encode,
     topic_for,
 )
@@ -42,6 +39,7 @@ from vidgen_notifier.bootstrap import EMITS, Notifier, bootstrap
 from vidgen_notifier.migrations import MIGRATIONS
 from vidgen_notifier.settings import NotifierSettings
 from vidgen_testing import unique, wait_until
+from vidgen_testing.samples import completed, requested
 
 # --------------------------------------------------------------------------- the receiver
 
@@ -318,39 +316,6 @@ def run_notifier() -> Callable[..., Any]:
 
 
 # --------------------------------------------------------------------------- events
-
-
-def requested(gid: str, user: str, **fields: Any) -> GenerationRequested:
-    return GenerationRequested(
-        generation_id=gid,
-        project_id="p-" + gid,
-        user_id=user,
-        image_key=f"images/{user}/x.png",
-        image_content_type="image/png",
-        prompt="a lake",
-        model="gen4_turbo",
-        ratio="1280:720",
-        duration=5,
-        requested_at=datetime.now(UTC),
-        **fields,
-    )
-
-
-def completed(gid: str, user: str) -> GenerationCompleted:
-    return GenerationCompleted(
-        generation_id=gid,
-        user_id=user,
-        video_key=f"videos/{user}/{gid}.mp4",
-        thumbnail_key=f"videos/{user}/{gid}.jpg",
-        size_bytes=1000,
-        sha256="0" * 64,
-        duration_seconds=5.0,
-        width=1280,
-        height=720,
-        codec="h264",
-        cost_credits=25,
-        completed_at=datetime.now(UTC),
-    )
 
 
 class Events:

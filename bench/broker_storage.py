@@ -47,6 +47,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from vidgen_testing.kafka import committed_offsets, read_from_start
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -216,47 +218,6 @@ async def restart_broker(
     tally.restart_s.append(t1 - t0 if ok else float("inf"))
 
 
-async def read_all(bootstrap: str, topic: str, partitions: int) -> dict[tuple[int, int], str]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    out: dict[tuple[int, int], str] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
-                break
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                for r in records:
-                    out[(tp.partition, r.offset)] = r.value.decode()
-    finally:
-        await consumer.stop()
-    return out
-
-
-async def committed_offsets(
-    bootstrap: str, topic: str, group: str, partitions: int
-) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        out = {}
-        for p in range(partitions):
-            c = await consumer.committed(TopicPartition(topic, p))
-            if c is not None:
-                out[p] = c
-        return out
-    finally:
-        await consumer.stop()
-
-
 def count_lines(path: Path, needle: str) -> int:
     if not path.exists():
         return 0
@@ -316,7 +277,7 @@ async def run_engine(storage: str, args: argparse.Namespace) -> dict[str, Any]:
         await restart_broker(stack, probe, tally, warnings)
         committed_after = await committed_offsets(bootstrap, topic, group, args.partitions)
         t_read = time.monotonic()
-        stored = await read_all(bootstrap, topic, args.partitions)
+        stored = await read_from_start(bootstrap, topic, args.partitions, within_s=60)
         read_s = time.monotonic() - t_read
     finally:
         kafka_log.removeHandler(warnings)

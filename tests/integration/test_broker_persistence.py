@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from scripts import infra_stack
 from vidgen_testing import unique
+from vidgen_testing.kafka import committed_offsets, read_from_start
 
 pytestmark = pytest.mark.integration
 GROUP_TIMEOUTS: dict[str, Any] = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 500}
@@ -73,30 +74,6 @@ async def _produce(bootstrap: str, topic: str, values: list[str]) -> dict[str, t
     return {v: (m.partition, m.offset) for v, m in zip(values, metas, strict=True)}
 
 
-async def _read_from_start(
-    bootstrap: str, topic: str, partitions: int
-) -> dict[tuple[int, int], str]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    out: dict[tuple[int, int], str] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
-        for _ in range(100):  # bounded: a few seconds at most
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
-                break
-            for tp, records in (await consumer.getmany(timeout_ms=200)).items():
-                for r in records:
-                    out[(tp.partition, r.offset)] = r.value.decode()
-    finally:
-        await consumer.stop()
-    return out
-
-
 async def _consume_and_commit(
     bootstrap: str, topic: str, group: str, wanted: int
 ) -> tuple[list[str], dict[int, int]]:
@@ -130,22 +107,6 @@ async def _consume_and_commit(
     return seen, committed
 
 
-async def _committed(bootstrap: str, topic: str, group: str, partitions: int) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        out = {}
-        for p in range(partitions):
-            c = await consumer.committed(TopicPartition(topic, p))
-            if c is not None:
-                out[p] = c
-        return out
-    finally:
-        await consumer.stop()
-
-
 async def _topics(bootstrap: str) -> set[str]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
@@ -168,9 +129,9 @@ async def test_topics_records_and_offsets_survive_a_broker_restart(stack: Any) -
     await asyncio.to_thread(stack.restart, "kafka")
 
     assert topic in await _topics(bootstrap)
-    stored = await _read_from_start(bootstrap, topic, 3)
+    stored = await read_from_start(bootstrap, topic, 3)
     assert {value: slot for slot, value in stored.items()} == acked
-    assert await _committed(bootstrap, topic, group, 3) == committed
+    assert await committed_offsets(bootstrap, topic, group, 3) == committed
 
     # The group goes on where it stopped: it gets the records produced after the restart only.
     await _produce(bootstrap, topic, ["after-1", "after-2"])
@@ -189,7 +150,7 @@ async def test_overlapping_produces_to_one_partition_get_distinct_offsets(stack:
     acks = await asyncio.gather(*(_produce(bootstrap, topic, g) for g in groups))
     acked = {value: slot for ack in acks for value, slot in ack.items()}
     assert len(set(acked.values())) == len(acked)  # no offset acknowledged twice
-    stored = await _read_from_start(bootstrap, topic, 1)
+    stored = await read_from_start(bootstrap, topic, 1)
     assert {value: slot for slot, value in stored.items()} == acked
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 Stage = Literal["gateway", "generator", "poller", "media"]
+Priority = Literal["low", "normal", "high"]
 
 
 class EventData(BaseModel):
@@ -69,6 +70,11 @@ class GenerationRequested(EventData):
         "ones: generation.completed, generation.failed, generation.cancelled)",
         examples=[["generation.completed", "generation.failed"]],
     )
+    priority: Priority = Field(
+        "normal",
+        description="Order among the same user's waiting generations (added in the same "
+        "version: optional, normal when absent); between users slots go round-robin",
+    )
 
 
 class GenerationCancelRequested(EventData):
@@ -92,6 +98,13 @@ class TaskSubmitted(EventData):
     attempt: int = Field(1, ge=1, description="1 for the first task, n for the n-th resubmission")
     estimated_cost_credits: int | None = Field(None, description="Runway's estimate, in credits")
     submitted_at: datetime
+    model_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="How many tasks of this model the generator lets run at once when it "
+        "submitted this one (its budget; null: no limit known). Added in the same version: "
+        "optional; the gateway uses it for queue estimates",
+    )
 
 
 class TaskProgressed(EventData):

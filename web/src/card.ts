@@ -17,6 +17,9 @@ const seconds = (ms: number): string => {
   return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
 };
 
+const clock = (at: string): string =>
+  new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
 export function elapsed(g: Generation, now: number): string {
   const start = Date.parse(g.createdAt);
   const end = g.completedAt ? Date.parse(g.completedAt) : now;
@@ -30,6 +33,26 @@ export const DETAILS: Record<string, Detail> = {
     label: "Cost",
     value: (g) =>
       g.costCredits == null ? null : `${g.costFinal ? "" : "≈ "}${g.costCredits} credits`,
+  },
+  queuePosition: {
+    label: "In queue",
+    value: (g) =>
+      g.queuePosition == null
+        ? null
+        : `#${g.queuePosition}${g.queueReason === "submitting" ? ", starting" : ", waiting for a free slot"}`,
+  },
+  estimatedStartAt: {
+    label: "Starts",
+    value: (g) =>
+      g.status === "queued" && g.estimatedStartAt ? `≈ ${clock(g.estimatedStartAt)}` : null,
+  },
+  estimatedCompletionAt: {
+    label: "Ready",
+    value: (g) =>
+      g.estimatedCompletionAt && !TERMINAL.has(g.status)
+        ? `≈ ${clock(g.estimatedCompletionAt)}` +
+          (g.estimatedCompletionP90At ? ` (9 in 10 by ${clock(g.estimatedCompletionP90At)})` : "")
+        : null,
   },
   model: { label: "Model", value: (g) => `${g.model}, ${g.ratio.replace(":", " × ")}, ${g.duration} s` },
   createdAt: { label: "Created", value: (g) => new Date(g.createdAt).toLocaleString() },

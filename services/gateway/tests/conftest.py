@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -28,13 +29,14 @@ from vidgen_common.events import (
     TaskSubmitted,
     VideoReady,
 )
-from vidgen_common.runtime import ServiceRuntime
+from vidgen_common.runtime import ServiceRuntime, serve_http
 from vidgen_common.settings import DatabaseSettings, KafkaSettings, S3Settings
 from vidgen_common.storage import MinioStorage
 from vidgen_gateway.auth import mint_dev_token
 from vidgen_gateway.bootstrap import Gateway, bootstrap
 from vidgen_gateway.migrations import MIGRATIONS
 from vidgen_gateway.settings import GatewaySettings
+from vidgen_testing import wait_until
 
 TEST_SECRET = "gateway-test-secret-0123456789abcdef"
 
@@ -251,3 +253,31 @@ def outbox(runtime: ServiceRuntime) -> Callable[[], Awaitable[list[dict[str, Any
             return [{"type": r[0], "data": json.loads(bytes(r[1]))} for r in result]
 
     return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def base_url(gateway: Any) -> AsyncIterator[str]:
+    """The gateway's app served over real HTTP (streams need it)."""
+    port = _free_port()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_http(gateway.app, "127.0.0.1", port, stop))
+    url = f"http://127.0.0.1:{port}"
+
+    async def up() -> bool:
+        try:
+            async with httpx.AsyncClient() as c:
+                return (await c.get(url + "/healthz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await wait_until(up, within=10, what="uvicorn up")
+    yield url
+    stop.set()
+    await asyncio.wait_for(task, 15)

@@ -3,76 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from vidgen_common.runtime import serve_http
 from vidgen_testing import wait_until
+from vidgen_testing.sse import Stream
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-async def base_url(gateway: Any) -> AsyncIterator[str]:
-    port = _free_port()
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve_http(gateway.app, "127.0.0.1", port, stop))
-    url = f"http://127.0.0.1:{port}"
-
-    async def up() -> bool:
-        try:
-            async with httpx.AsyncClient() as c:
-                return (await c.get(url + "/healthz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    await wait_until(up, within=10, what="uvicorn up")
-    yield url
-    stop.set()
-    await asyncio.wait_for(task, 15)
-
-
-class Stream:
-    """Reads Server-Sent Events (and comments) from a streaming response."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._lines = response.aiter_lines()
-        self.comments: list[str] = []
-
-    async def next_event(self, within: float = 10) -> dict[str, Any] | None:
-        """The next event, skipping comments and the retry field; None at the end."""
-        return await asyncio.wait_for(self._next(), within)
-
-    async def _next(self) -> dict[str, Any] | None:
-        fields: dict[str, str] = {}
-        async for line in self._lines:
-            if line == "":
-                if "data" in fields:
-                    return {
-                        "id": int(fields["id"]),
-                        "event": fields["event"],
-                        "data": json.loads(fields["data"]),
-                    }
-                fields = {}
-                continue
-            if line.startswith(":"):
-                self.comments.append(line)
-                continue
-            name, _, value = line.partition(": ")
-            fields[name] = value
-        return None
 
 
 async def test_stream_sends_current_state_then_each_change_in_order_and_ends(

@@ -126,7 +126,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A generation's current state */
+        /**
+         * A generation's current state
+         * @description While unfinished: ``queuePosition`` and ``queueReason`` (queued), and the estimated
+         *     start and completion (a median and a 90th percentile bound).
+         */
         get: operations["status_api_videos_status__generation_id__get"];
         put?: never;
         post?: never;
@@ -410,6 +414,11 @@ export interface components {
              */
             seed?: number | null;
             /**
+             * Priority
+             * @description Order among your own waiting generations (default normal); between users the Runway slots go round-robin whatever the priority
+             */
+            priority?: ("low" | "normal" | "high") | null;
+            /**
              * Webhookurl
              * @description Also send this generation's webhooks here, signed with your own secret (GET /api/webhooks/user-secret); https in production, public addresses only
              * @example https://example.com/hooks/vidgen
@@ -529,6 +538,38 @@ export interface components {
              * @description When it reached a terminal status
              */
             completedAt: string | null;
+            /**
+             * Priority
+             * @description Its order among your waiting ones
+             * @default normal
+             * @enum {string}
+             */
+            priority: "low" | "normal" | "high";
+            /**
+             * Queueposition
+             * @description While queued: its place among the generations waiting for the same model (1: the next to start); null otherwise
+             */
+            queuePosition?: number | null;
+            /**
+             * Queuereason
+             * @description While queued: `waiting_for_capacity` (every Runway slot of the model is taken, or others are ahead) or `submitting` (a slot is free: it is being sent)
+             */
+            queueReason?: ("waiting_for_capacity" | "submitting") | null;
+            /**
+             * Estimatedstartat
+             * @description When its Runway task should start (the real start once it has); null once finished
+             */
+            estimatedStartAt?: string | null;
+            /**
+             * Estimatedcompletionat
+             * @description When it should be completed (median estimate); null once finished
+             */
+            estimatedCompletionAt?: string | null;
+            /**
+             * Estimatedcompletionp90At
+             * @description An upper bound of the completion, exceeded about one time in ten; null once finished
+             */
+            estimatedCompletionP90At?: string | null;
         };
         /** HTTPValidationError */
         HTTPValidationError: {

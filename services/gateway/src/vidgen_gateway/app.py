@@ -17,6 +17,7 @@ from vidgen_gateway.api.observe import Observe
 from vidgen_gateway.api.webhooks import install_webhook_forwarding
 from vidgen_gateway.generations import Generations
 from vidgen_gateway.projects import Projects
+from vidgen_gateway.queue import Queue
 from vidgen_gateway.settings import GatewaySettings
 from vidgen_gateway.site import install_site
 
@@ -65,6 +66,7 @@ def create_app(
     app.state.deps = deps
     app.state.generations = Generations(settings, deps.uow, deps.channel)
     app.state.projects = Projects(settings, deps.sessions, deps.storage)
+    app.state.queue = Queue(settings)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -88,6 +88,8 @@ def normalise(body: GenerateRequest) -> dict[str, object]:
         # only when given: the hashes of requests without a webhook stay what they were
         **({"webhookUrl": body.webhook_url} if body.webhook_url is not None else {}),
         **({"webhookEvents": body.webhook_events} if body.webhook_events is not None else {}),
+        # accept_generation (migration 0004) reads the row's priority from here
+        **({"priority": body.priority} if body.priority is not None else {}),
     }
 
 
@@ -257,6 +259,7 @@ class Generations:
                         requested_at=now,
                         webhook_url=body.webhook_url,
                         webhook_events=webhook_events,
+                        priority=body.priority or "normal",
                     )
                 ),
                 now=now,

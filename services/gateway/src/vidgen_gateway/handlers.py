@@ -31,12 +31,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from vidgen_common.bus import Handler
 from vidgen_common.clock import utc_now
 from vidgen_common.errors import PermanentError
-from vidgen_common.events import ALL_EVENTS, Envelope, EventData, GenerationRequested
+from vidgen_common.events import (
+    ALL_EVENTS,
+    Envelope,
+    EventData,
+    GenerationRequested,
+    TaskSubmitted,
+)
 from vidgen_common.uow import UnitOfWork
 from vidgen_gateway import ledger
 from vidgen_gateway.models import Generation
 from vidgen_gateway.projection import apply_event, fail_dead_lettered, from_requested
-from vidgen_gateway.store import lock_generation, notify_change, settle
+from vidgen_gateway.store import lock_generation, notify_change, record_capacity, settle
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,7 @@ class ProjectionHandlers:
         self._uow = uow
         self._channel = channel
         self.own_source = own_source
+        self._capacity: dict[str, int] = {}  # model -> slots last recorded by this process
 
     def table(self) -> dict[type[EventData], Handler]:
         """Event type → handler: every generation event goes to :meth:`on_event`."""
@@ -77,6 +84,13 @@ class ProjectionHandlers:
                 log.info("duplicate %s %s ignored", envelope.type, envelope.id)
                 return
             session = uow.session
+            learnt = None  # a model's concurrency, recorded once per change (not per event)
+            if isinstance(data, TaskSubmitted) and data.model_concurrency is not None:
+                learnt = (data.model, data.model_concurrency)
+                if self._capacity.get(data.model) == data.model_concurrency:
+                    learnt = None
+                else:
+                    await record_capacity(session, *learnt, data.submitted_at)
             gen = await lock_generation(session, data.generation_id)
             if gen is None:
                 if not isinstance(data, GenerationRequested):
@@ -89,9 +103,16 @@ class ProjectionHandlers:
                 session.add(gen)
             else:
                 await uow.commit()  # the inbox row: handled, nothing visible changed
+                self._learnt(learnt)
                 return
             await notify_change(session, self._channel, data.generation_id)
             await uow.commit()
+        self._learnt(learnt)
+
+    def _learnt(self, learnt: tuple[str, int] | None) -> None:
+        """After the commit: this process has recorded that model's concurrency."""
+        if learnt is not None:
+            self._capacity[learnt[0]] = learnt[1]
 
     async def on_dead_letter(self, envelope: Envelope[EventData], reason: str) -> None:
         """The consumer gave up on ``envelope``: fail its generation (see the module doc)."""

@@ -110,6 +110,19 @@ class Generation(SQLModel, table=True):
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
     completed_at: datetime | None = _ts(nullable=True)
+    priority: int = 1  # among the user's waiting generations: 0 low, 1 normal, 2 high
+    submitted_at: datetime | None = _ts(nullable=True)  # the current attempt's task
+    task_ended_at: datetime | None = _ts(nullable=True)  # its end was heard of (VideoReady)
+
+
+class ModelCapacity(SQLModel, table=True):
+    """How many tasks of a model the generator lets run at once (its last TaskSubmitted)."""
+
+    __tablename__ = "model_capacity"
+
+    model: str = Field(primary_key=True)
+    slots: int
+    updated_at: datetime = _ts()
 
 
 class IdempotencyKey(SQLModel, table=True):

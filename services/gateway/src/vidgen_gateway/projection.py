@@ -39,6 +39,7 @@ from vidgen_common.events import (
     TaskSubmitted,
     VideoReady,
 )
+from vidgen_common.fairshare import PRIORITIES
 from vidgen_gateway.models import RANK, Generation, Status
 from vidgen_runway.catalog import estimated_credits
 
@@ -126,6 +127,9 @@ def apply_event(gen: Generation, data: EventData) -> bool:
             changed = True
         changed |= _task_id(gen, data.runway_task_id, replace=newer)
         changed |= _estimate(gen, data.estimated_cost_credits)
+        if newer and gen.submitted_at != data.submitted_at:
+            gen.submitted_at = data.submitted_at  # not shown: the estimates' input
+            gen.task_ended_at = None
     elif isinstance(data, TaskProgressed):
         changed |= _advance(gen, Status.generating)
         changed |= _raise_progress(gen, data.progress)
@@ -134,6 +138,8 @@ def apply_event(gen: Generation, data: EventData) -> bool:
     elif isinstance(data, VideoReady):
         changed |= _advance(gen, Status.processing)
         changed |= _raise_progress(gen, 1.0)
+        if gen.task_ended_at is None:
+            gen.task_ended_at = data.fetched_at
         changed |= _task_id(gen, data.runway_task_id, replace=True)
         changed |= _final_cost(gen, data.cost_credits)
     elif isinstance(data, GenerationCompleted):
@@ -199,6 +205,7 @@ def from_requested(data: GenerationRequested) -> Generation:
         image_key=data.image_key,
         image_content_type=data.image_content_type,
         estimated_cost_credits=estimated_credits(data.model, data.duration),
+        priority=PRIORITIES[data.priority],
         created_at=data.requested_at,
         updated_at=data.requested_at,
     )

@@ -21,6 +21,9 @@ from vidgen_gateway.runway_models import (
 
 ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 
+Priority = Literal["low", "normal", "high"]
+QueueReason = Literal["waiting_for_capacity", "submitting"]
+
 
 def _encodable(text: str) -> bool:
     try:
@@ -77,6 +80,11 @@ class GenerateRequest(ApiModel):
         description="Seconds of video; each model offers some (default 5, or the model's shortest)",
     )
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description="For reproducible output")
+    priority: Priority | None = Field(
+        None,
+        description="Order among your own waiting generations (default normal); between "
+        "users the Runway slots go round-robin whatever the priority",
+    )
     webhook_url: str | None = Field(
         None,
         max_length=2048,
@@ -149,6 +157,31 @@ class GenerationView(ApiModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = Field(description="When it reached a terminal status")
+    priority: Priority = Field("normal", description="Its order among your waiting ones")
+    queue_position: int | None = Field(
+        None,
+        ge=1,
+        description="While queued: its place among the generations waiting for the same "
+        "model (1: the next to start); null otherwise",
+    )
+    queue_reason: QueueReason | None = Field(
+        None,
+        description="While queued: `waiting_for_capacity` (every Runway slot of the model is "
+        "taken, or others are ahead) or `submitting` (a slot is free: it is being sent)",
+    )
+    estimated_start_at: datetime | None = Field(
+        None,
+        description="When its Runway task should start (the real start once it has); null "
+        "once finished",
+    )
+    estimated_completion_at: datetime | None = Field(
+        None, description="When it should be completed (median estimate); null once finished"
+    )
+    estimated_completion_p90_at: datetime | None = Field(
+        None,
+        description="An upper bound of the completion, exceeded about one time in ten; null "
+        "once finished",
+    )
 
 
 class ListQuery(ApiModel):

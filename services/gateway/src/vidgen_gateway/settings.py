@@ -25,6 +25,7 @@ from pydantic_settings import NoDecode
 from vidgen_common.auth import JwtSettings
 from vidgen_common.devtokens import DEV_JWT_SECRET as DEV_JWT_SECRET
 from vidgen_common.errors import ConfigurationError
+from vidgen_common.fairshare import FairShareSettings
 from vidgen_common.settings import ServiceSettings
 
 MiB = 1024 * 1024
@@ -32,7 +33,7 @@ MiB = 1024 * 1024
 DEV_SERVER_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")
 
 
-class GatewaySettings(ServiceSettings, JwtSettings):
+class GatewaySettings(ServiceSettings, JwtSettings, FairShareSettings):
     """Everything the gateway process reads from its environment."""
 
     service_name: str = Field(
@@ -89,6 +90,18 @@ class GatewaySettings(ServiceSettings, JwtSettings):
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment sent on an idle stream")
     sse_retry_ms: int = Field(3000, ge=0, description="reconnection delay advised to clients")
     list_page_max: int = Field(100, ge=1, description="largest page of GET /api/videos")
+    queue_refresh_s: float = Field(
+        2.0, gt=0, description="how often a live stream re-reads a waiting generation's place"
+    )
+    eta_prior_s_per_video_s: float = Field(
+        12.0,
+        gt=0,
+        description="Runway task seconds per second of video assumed until a model and "
+        "duration has finished tasks to learn from",
+    )
+    eta_history: int = Field(
+        200, ge=1, description="recent finished tasks per model and duration the estimates use"
+    )
 
     web_enabled: bool = Field(True, description="serve the web page (web/) at /")
     web_dir: str = Field(

@@ -265,6 +265,19 @@ async def lock_generation(session: AsyncSession, generation_id: str) -> Generati
     return result.first()
 
 
+async def record_capacity(session: AsyncSession, model: str, slots: int, at: datetime) -> None:
+    """Remember ``model``'s concurrency as the generator stated it at ``at`` (newest wins)."""
+    await run_sql(
+        session,
+        "INSERT INTO model_capacity (model, slots, updated_at) VALUES (:m, :n, :at) "
+        "ON CONFLICT (model) DO UPDATE "
+        "SET slots = EXCLUDED.slots, updated_at = EXCLUDED.updated_at "
+        "WHERE model_capacity.updated_at < EXCLUDED.updated_at "
+        "AND model_capacity.slots <> EXCLUDED.slots",
+        {"m": model, "n": slots, "at": at},
+    )
+
+
 async def notify_change(session: AsyncSession, channel: str, generation_id: str) -> None:
     """Wake live streams of ``generation_id`` once the current transaction commits."""
     await run_sql(session, "SELECT pg_notify(:c, :g)", {"c": channel, "g": generation_id})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vidgen_common.fairshare import PRIORITIES
 from vidgen_gateway.models import Generation, Status
+from vidgen_gateway.queue import NONE, Estimate
 from vidgen_gateway.schemas import GenerationView
 from vidgen_runway.verdicts import MODERATION_PREFIXES, MODERATION_USER_MESSAGE
 
@@ -25,7 +27,12 @@ def shown_error(gen: Generation) -> str | None:
     return gen.user_message or gen.error_message
 
 
-def to_view(gen: Generation, presign: Presign) -> GenerationView:
+_PRIORITY_NAMES = {rank: name for name, rank in PRIORITIES.items()}
+
+
+def to_view(gen: Generation, presign: Presign, estimate: Estimate = NONE) -> GenerationView:
+    """The view of ``gen``; ``estimate`` (:mod:`vidgen_gateway.queue`) adds its place and
+    times while it is unfinished."""
     completed = gen.status == Status.completed.value
     return GenerationView(
         generation_id=gen.id,
@@ -51,4 +58,10 @@ def to_view(gen: Generation, presign: Presign) -> GenerationView:
         created_at=gen.created_at,
         updated_at=gen.updated_at,
         completed_at=gen.completed_at,
+        priority=_PRIORITY_NAMES.get(gen.priority, "normal"),
+        queue_position=estimate.queue_position,
+        queue_reason=estimate.queue_reason,
+        estimated_start_at=estimate.estimated_start_at,
+        estimated_completion_at=estimate.estimated_completion_at,
+        estimated_completion_p90_at=estimate.estimated_completion_p90_at,
     )

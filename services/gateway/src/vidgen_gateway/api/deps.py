@@ -24,6 +24,7 @@ from vidgen_gateway.changes import ChangeFeed
 from vidgen_gateway.errors import Forbidden, Unauthorized
 from vidgen_gateway.generations import Generations
 from vidgen_gateway.projects import Projects
+from vidgen_gateway.queue import Queue
 from vidgen_gateway.settings import GatewaySettings
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
@@ -58,6 +59,11 @@ async def _settings(request: Request) -> GatewaySettings:
 
 async def _generations(request: Request) -> Generations:
     service: Generations = request.app.state.generations
+    return service
+
+
+async def _queue(request: Request) -> Queue:
+    service: Queue = request.app.state.queue
     return service
 
 
@@ -106,3 +112,4 @@ UserDep = Annotated[str, Depends(_user)]
 AdminDep = Annotated[str, Depends(_admin)]
 GenerationsDep = Annotated[Generations, Depends(_generations)]
 ProjectsDep = Annotated[Projects, Depends(_projects)]
+QueueDep = Annotated[Queue, Depends(_queue)]

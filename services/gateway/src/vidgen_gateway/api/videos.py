@@ -6,7 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from vidgen_gateway.api.deps import DepsDep, GenerationsDep, SessionDep, SettingsDep, UserDep
+from vidgen_common.clock import utc_now
+from vidgen_gateway.api.deps import (
+    DepsDep,
+    GenerationsDep,
+    QueueDep,
+    SessionDep,
+    SettingsDep,
+    UserDep,
+)
 from vidgen_gateway.api.errors import error_responses
 from vidgen_gateway.schemas import (
     GenerateRequest,
@@ -78,9 +86,13 @@ async def status(
     generations: GenerationsDep,
     session: SessionDep,
     deps: DepsDep,
+    queue: QueueDep,
 ) -> GenerationView:
+    """While unfinished: ``queuePosition`` and ``queueReason`` (queued), and the estimated
+    start and completion (a median and a 90th percentile bound)."""
     gen = await generations.get(session, user, generation_id)
-    return to_view(gen, deps.storage.presigned_get)
+    estimate = await queue.estimate(session, gen, utc_now())
+    return to_view(gen, deps.storage.presigned_get, estimate)
 
 
 @router.get(
@@ -95,6 +107,7 @@ async def list_generations(
     session: SessionDep,
     deps: DepsDep,
     settings: SettingsDep,
+    queue: QueueDep,
     query: Annotated[ListQuery, Query()],
 ) -> GenerationPage:
     rows, next_cursor = await generations.page(
@@ -106,7 +119,10 @@ async def list_generations(
         limit=min(query.limit, settings.list_page_max),
     )
     presign = deps.storage.presigned_get
-    return GenerationPage(items=[to_view(g, presign) for g in rows], next_cursor=next_cursor)
+    found = await queue.estimates(session, rows, utc_now())
+    return GenerationPage(
+        items=[to_view(g, presign, found[g.id]) for g in rows], next_cursor=next_cursor
+    )
 
 
 @router.post(

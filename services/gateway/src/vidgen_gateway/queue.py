@@ -1,0 +1,244 @@
+"""A waiting generation's place in its model's queue, and when it should start and end.
+
+The queue is the generator's (it submits a model's tasks only while the model has a free
+slot); the gateway does not read the generator's tables, so it works the place out from its
+own projection with the same fair-share order (:mod:`vidgen_common.fairshare`): the
+generations ``queued`` for the same model, not being cancelled, scored by their user's tasks
+``generating`` and their rank among the user's waiting ones. The model's slots are what the
+generator stated on its last ``TaskSubmitted`` (``model_capacity``); until one was seen, the
+tasks running count as the slots (at least 1).
+
+Estimates: task times (submitted to the end seen, ``task_ended_at``) and the tail (the end
+to completed: download, checks, poster) of the last ``VIDGEN_ETA_HISTORY`` completed
+generations of the same model and duration give a median and a 90th percentile; without
+history, ``VIDGEN_ETA_PRIOR_S_PER_VIDEO_S`` x duration (p90 1.5 x that). The slots are then
+played forward: each running task ends at its start plus the median (not before now), each
+generation ahead takes the next free slot for a median task, and this one starts at the next
+free slot after them. ``estimatedCompletionP90At`` plays the same with the 90th percentiles:
+an upper bound that is exceeded about one time in ten. A running generation's completion is
+its start plus the median task and tail, never before now.
+
+The estimates only know what the projection knows: a retry the generator delays after a 429,
+or a daily cap at Runway, is not in them (they move later as the generation waits).
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from vidgen_common.db import run_sql
+from vidgen_common.fairshare import SCORE_SQL, WEIGHTS_SQL
+from vidgen_gateway.models import Generation, Status
+from vidgen_gateway.settings import GatewaySettings
+
+Reason = Literal["waiting_for_capacity", "submitting"]
+
+_TAIL_PRIOR_S = 3.0  # download, checks and poster, before anything was learnt
+_STATS_TTL_S = 30.0  # learnt times are re-read at most this often per process
+_PLAYED_MAX = 5_000  # beyond this many ahead, a fluid estimate instead of playing each
+
+_AHEAD_SQL = f"""
+    WITH running AS (
+        SELECT user_id, count(*) AS n FROM generations
+        WHERE model = :m AND status = 'generating' GROUP BY user_id),
+    w AS ({WEIGHTS_SQL}),
+    q AS (
+        SELECT id, user_id, duration, created_at,
+               row_number() OVER (PARTITION BY user_id
+                                  ORDER BY priority DESC, created_at, id) AS rn
+        FROM generations
+        WHERE model = :m AND status = 'queued' AND cancel_requested_at IS NULL),
+    s AS (
+        SELECT q.id, q.duration, q.created_at, {SCORE_SQL} AS score
+        FROM q LEFT JOIN running USING (user_id) LEFT JOIN w USING (user_id))
+    SELECT s.duration, count(*) AS n
+    FROM s, (SELECT score, created_at, id FROM s WHERE id = :id) AS me
+    WHERE (s.score, s.created_at, s.id) < (me.score, me.created_at, me.id)
+    GROUP BY s.duration
+    """  # noqa: S608 (constant SQL pieces, no input)
+_AHEAD = text(_AHEAD_SQL)
+
+_RUNNING = text(
+    "SELECT duration, submitted_at FROM generations WHERE model = :m AND status = 'generating'"
+)
+
+_SLOTS = text("SELECT slots FROM model_capacity WHERE model = :m")
+
+_LEARNT = text(
+    """
+    SELECT EXTRACT(EPOCH FROM task_ended_at - submitted_at) AS task_s,
+           EXTRACT(EPOCH FROM completed_at - task_ended_at) AS tail_s
+    FROM generations
+    WHERE model = :m AND duration = :d AND status = 'completed'
+      AND task_ended_at IS NOT NULL AND submitted_at IS NOT NULL
+    ORDER BY completed_at DESC LIMIT :n
+    """
+)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the status API adds to a generation that has not finished."""
+
+    queue_position: int | None = None  # 1: the next of its model to start
+    queue_reason: Reason | None = None
+    estimated_start_at: datetime | None = None
+    estimated_completion_at: datetime | None = None
+    estimated_completion_p90_at: datetime | None = None
+
+
+NONE = Estimate()
+
+
+@dataclass(frozen=True)
+class Times:
+    """Learnt seconds of one model and duration: the task and the tail, median and p90."""
+
+    task_p50: float
+    task_p90: float
+    tail_p50: float
+    tail_p90: float
+    samples: int
+
+
+def _quantiles(values: list[float]) -> tuple[float, float]:
+    if len(values) == 1:
+        return values[0], values[0]
+    cuts = statistics.quantiles(values, n=10, method="inclusive")
+    return statistics.median(values), cuts[8]
+
+
+def play(
+    now: float, slots: int, running_ends: Sequence[float], ahead: Sequence[tuple[float, int]]
+) -> float:
+    """When the next slot is free for a generation behind ``ahead`` ((task seconds, how
+    many) pairs), ``running_ends`` being when the running tasks should end (epoch seconds).
+    Pure."""
+    ends = [max(now, t) for t in running_ends]
+    heapq.heapify(ends)
+    while len(ends) > slots:  # more running than slots (the budget shrank): wait for ends
+        heapq.heappop(ends)
+    while len(ends) < slots:
+        heapq.heappush(ends, now)
+    if sum(n for _, n in ahead) > _PLAYED_MAX:  # fluid: the work ahead spread over the slots
+        work = sum(task_s * n for task_s, n in ahead) + sum(e - now for e in ends)
+        return now + work / slots
+    for task_s, n in ahead:
+        for _ in range(n):
+            start = heapq.heappop(ends)
+            heapq.heappush(ends, start + task_s)
+    return heapq.heappop(ends)
+
+
+class Queue:
+    def __init__(
+        self, settings: GatewaySettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._s = settings
+        self._clock = clock
+        self._times: dict[tuple[str, int], tuple[float, Times]] = {}
+
+    async def times(self, session: AsyncSession, model: str, duration: int) -> Times:
+        key = (model, duration)
+        cached = self._times.get(key)
+        if cached is not None and self._clock() - cached[0] < _STATS_TTL_S:
+            return cached[1]
+        rows = (
+            await run_sql(session, _LEARNT, {"m": model, "d": duration, "n": self._s.eta_history})
+        ).all()
+        tasks = [max(0.0, float(r.task_s)) for r in rows]
+        tails = [max(0.0, float(r.tail_s)) for r in rows]
+        if tasks:
+            (t50, t90), (l50, l90) = _quantiles(tasks), _quantiles(tails)
+        else:
+            t50 = self._s.eta_prior_s_per_video_s * duration
+            t90, l50, l90 = 1.5 * t50, _TAIL_PRIOR_S, 2 * _TAIL_PRIOR_S
+        found = Times(t50, t90, l50, l90, len(tasks))
+        if len(self._times) > 1_000:
+            self._times.clear()
+        self._times[key] = (self._clock(), found)
+        return found
+
+    async def estimate(self, session: AsyncSession, gen: Generation, now: datetime) -> Estimate:
+        """The estimate for ``gen`` now (:data:`NONE` once it is finished or being cancelled)."""
+        status = Status(gen.status)
+        if status.terminal or gen.cancel_requested_at is not None:
+            return NONE
+        own = await self.times(session, gen.model, gen.duration)
+        if status is not Status.queued:
+            return self._started(gen, own, now)
+        return await self._waiting(session, gen, own, now)
+
+    def _started(self, gen: Generation, own: Times, now: datetime) -> Estimate:
+        started = gen.submitted_at or gen.updated_at
+        if gen.status == Status.processing.value and gen.task_ended_at is not None:
+            p50 = gen.task_ended_at + timedelta(seconds=own.tail_p50)
+            p90 = gen.task_ended_at + timedelta(seconds=own.tail_p90)
+        else:
+            task_end = max(now, started + timedelta(seconds=own.task_p50))
+            p50 = task_end + timedelta(seconds=own.tail_p50)
+            p90 = max(now, started + timedelta(seconds=own.task_p90)) + timedelta(
+                seconds=own.tail_p90
+            )
+        return Estimate(
+            estimated_start_at=started,
+            estimated_completion_at=max(now, p50),
+            estimated_completion_p90_at=max(now, p50, p90),
+        )
+
+    async def _waiting(
+        self, session: AsyncSession, gen: Generation, own: Times, now: datetime
+    ) -> Estimate:
+        m = gen.model
+        ahead_rows = (
+            await run_sql(session, _AHEAD, {"m": m, "id": gen.id, **self._s.weight_params()})
+        ).all()
+        running = (await run_sql(session, _RUNNING, {"m": m})).all()
+        known = (await run_sql(session, _SLOTS, {"m": m})).scalar_one_or_none()
+        slots = int(known) if known is not None else max(1, len(running))
+        ahead_n = sum(int(r.n) for r in ahead_rows)
+        position = ahead_n + 1
+        reason: Reason = (
+            "submitting" if position <= slots - len(running) else "waiting_for_capacity"
+        )
+        durations = {int(r.duration) for r in ahead_rows} | {int(r.duration) for r in running}
+        times = {d: await self.times(session, m, d) for d in durations}
+        epoch = now.timestamp()
+
+        def when(pick: Callable[[Times], float]) -> float:
+            ends = [
+                (r.submitted_at.timestamp() if r.submitted_at else epoch) + pick(times[r.duration])
+                for r in running
+            ]
+            ahead = [(pick(times[int(r.duration)]), int(r.n)) for r in ahead_rows]
+            return play(epoch, slots, ends, ahead)
+
+        start50 = when(lambda t: t.task_p50)
+        start90 = max(start50, when(lambda t: t.task_p90))
+        done50 = start50 + own.task_p50 + own.tail_p50
+        done90 = max(done50, start90 + own.task_p90 + own.tail_p90)
+        return Estimate(
+            queue_position=position,
+            queue_reason=reason,
+            estimated_start_at=_at(start50),
+            estimated_completion_at=_at(done50),
+            estimated_completion_p90_at=_at(done90),
+        )
+
+    async def estimates(
+        self, session: AsyncSession, gens: Sequence[Generation], now: datetime
+    ) -> dict[str, Estimate]:
+        return {g.id: await self.estimate(session, g, now) for g in gens}
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(round(epoch, 3), tz=UTC)

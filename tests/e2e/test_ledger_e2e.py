@@ -6,23 +6,19 @@ credits."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.calls import cli, poll, upload, view
 from tests.support.system import System, fast_scenario, running_system
 from vidgen_runway.catalog import MODELS
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-SAMPLE = Path(__file__).resolve().parents[2] / "docs" / "sample.png"
 TERMINAL = {"completed", "failed", "cancelled"}
 PRICE = MODELS["gen4_turbo"].credits(5)
 
@@ -47,43 +43,8 @@ def ledger_system(request: pytest.FixtureRequest) -> Iterator[System]:
         yield running
 
 
-def poll(fn: Callable[[], Any], what: str, within: float = 90.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := fn()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        time.sleep(0.2)
-    return value
-
-
-def cli(system: System, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "vidgen_cli", "--api-url", system.gateway, *args],
-        env=system.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
-
-
 def admin_token(system: System) -> str:
     return cli(system, "token", "ops", "--admin").strip()
-
-
-def upload(client: httpx.Client) -> str:
-    files = {"file": ("sample.png", SAMPLE.read_bytes(), "image/png")}
-    response = client.post("/api/images/upload", files=files)
-    assert response.status_code == 201, response.text
-    return str(response.json()["projectId"])
-
-
-def view(client: httpx.Client, gid: str) -> dict[str, Any]:
-    response = client.get(f"/api/videos/status/{gid}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def all_terminal(

@@ -51,9 +51,10 @@ def main(
 
 
 STATUS_FIELDS = (
-    "generationId", "projectId", "status", "progress", "errorCode", "errorMessage",
-    "costCredits", "estimatedCostCredits", "settledCostCredits", "createdAt", "completedAt",
-    "videoUrl",
+    "generationId", "projectId", "status", "progress", "priority", "queuePosition",
+    "queueReason", "estimatedStartAt", "estimatedCompletionAt", "estimatedCompletionP90At",
+    "errorCode", "errorMessage", "costCredits", "estimatedCostCredits", "settledCostCredits",
+    "createdAt", "completedAt", "videoUrl",
 )  # fmt: skip
 
 
@@ -87,6 +88,9 @@ def generate(
     ratio: Annotated[str | None, typer.Option()] = None,
     duration: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    priority: Annotated[
+        str | None, typer.Option(help="low, normal or high: order among your own waiting ones")
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="retry-safe request key")] = None,
     watch_: Annotated[bool, typer.Option("--watch", help="follow it to the end")] = False,
 ) -> None:
@@ -95,7 +99,7 @@ def generate(
         with _client() as client:
             started = client.generate(
                 project_id, prompt, idempotency_key, model=model, ratio=ratio,
-                duration=duration, seed=seed,
+                duration=duration, seed=seed, priority=priority,
             )  # fmt: skip
             _show(started, ("generationId", "status", "estimatedCostCredits"))
             if watch_:
@@ -126,10 +130,16 @@ def _watch(client: Client, generation_id: str) -> None:
         bar = progress.add_task("generation", total=1.0, status="…")
         for state in client.events(generation_id):
             last = state
-            progress.update(bar, completed=state["progress"], status=state["status"])
+            progress.update(bar, completed=state["progress"], status=_short_status(state))
     _show(last, STATUS_FIELDS)
     if last.get("status") != "completed":
         raise typer.Exit(1)
+
+
+def _short_status(state: dict[str, Any]) -> str:
+    """``queued #3`` while waiting, else the status."""
+    place = state.get("queuePosition")
+    return f"queued #{place}" if place is not None else str(state["status"])
 
 
 @app.command()

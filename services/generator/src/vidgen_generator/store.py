@@ -156,10 +156,11 @@ async def lock_claims(session: AsyncSession) -> None:
 
 
 # Tasks being created or running (the budget's usage; ``:since`` = now - budget_stale_s).
+# IN_FLIGHT and DUE are also timed as they are by bench/flat_cost.py.
 # claimed and intent rows never have task_ended_at (it is set on submitted rows, or as a row
 # fails); saying it for all three lets the partial index submissions_in_flight answer: the OR
 # alone was a scan of every submission ever made.
-_IN_FLIGHT = (
+IN_FLIGHT = (
     "(state IN ('claimed', 'intent') OR (state = 'submitted' AND submitted_at > :since)) "
     "AND task_ended_at IS NULL"
 )
@@ -171,7 +172,7 @@ async def in_flight_by_model(
     """Tasks being created or running per model (the concurrency budget's usage)."""
     result = await run_sql(
         session,
-        f"SELECT model, count(*) FROM submissions WHERE {_IN_FLIGHT} GROUP BY model",  # noqa: S608
+        f"SELECT model, count(*) FROM submissions WHERE {IN_FLIGHT} GROUP BY model",  # noqa: S608
         {"since": now - timedelta(seconds=stale_s)},
     )
     rows = cast(list[tuple[str, int]], result.all())
@@ -185,11 +186,11 @@ async def in_flight_by_model(
 # of all are locked. Window functions cannot be locked, so the locking is the outer select's,
 # whose WHERE is re-checked on a row changed meanwhile. Measured on 50 000 pending rows of 100
 # queues: 9 ms (a window over every due row: 160 ms).
-_DUE = f"""
+DUE = f"""
 WITH RECURSIVE weights (user_id, weight) AS (
     SELECT * FROM unnest(CAST(:users AS text[]), CAST(:weights AS float8[]))
 ), running AS (
-    SELECT user_id, model, count(*) AS n FROM submissions WHERE {_IN_FLIGHT}
+    SELECT user_id, model, count(*) AS n FROM submissions WHERE {IN_FLIGHT}
     GROUP BY user_id, model
 ), queues (model, user_id) AS (
     (SELECT model, user_id FROM submissions WHERE state = 'pending'
@@ -252,7 +253,7 @@ async def due(
         "users": list(weights),
         "weights": [float(w) for w in weights.values()],
     }
-    query = select(Submission).from_statement(text(_DUE))
+    query = select(Submission).from_statement(text(DUE))
     # exec's overloads know no FromStatement (its rows hold one Submission each); execute
     # and scalars are deprecated by SQLModel
     result = await session.exec(query, params=params)  # type: ignore[call-overload]

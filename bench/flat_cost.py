@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from vidgen_common.db import asyncpg_dsn  # noqa: E402
 from vidgen_common.migrations import COMMON_MIGRATIONS, migrate  # noqa: E402
 from vidgen_gateway.migrations import MIGRATIONS as GATEWAY  # noqa: E402
 from vidgen_generator.migrations import MIGRATIONS as GENERATOR  # noqa: E402
+from vidgen_generator.store import DUE, IN_FLIGHT  # noqa: E402
 from vidgen_poller.migrations import MIGRATIONS as POLLER  # noqa: E402
 
 ACTIVE = 1000
@@ -109,9 +111,8 @@ COMMON = [
 QUERIES: list[tuple[str, str, str, tuple[object, ...], bool]] = [
     (
         "generator",
-        "claims: due pending rows (store.due)",
-        "SELECT * FROM submissions WHERE state = 'pending' AND retry_at <= now() "
-        "ORDER BY retry_at LIMIT 8 FOR UPDATE SKIP LOCKED",
+        "claims: due pending rows, fair order (store.due)",
+        "DUE",
         (),
         True,
     ),
@@ -231,13 +232,23 @@ QUERIES: list[tuple[str, str, str, tuple[object, ...], bool]] = [
 ]
 
 
+def _bound(sql: str) -> str:
+    """The generator's SQL with its parameters bound as the claim binds them (no weights, no
+    full model, 8 free slots: a limit of 32)."""
+    values = {
+        "now": "now()",
+        "since": "now() - interval '1 hour'",
+        "limit": "32",
+        "excluded": "'{}'",
+        "users": "'{}'",
+        "weights": "'{}'",
+    }
+    return re.sub(r"(?<!:):([a-z_]+)", lambda m: values[m[1]], sql)
+
+
 def in_flight_sql() -> str:
-    """The generator's budget query, its text read from its store (the parameter bound)."""
-    where = IN_FLIGHT_WHERE.replace(":since", "now() - interval '1 hour'")
-    return f"SELECT model, count(*) FROM submissions WHERE {where} GROUP BY model"  # noqa: S608
-
-
-IN_FLIGHT_WHERE = ""  # filled from the generator's source at start (see main)
+    """The generator's budget query (store.in_flight_by_model)."""
+    return _bound(f"SELECT model, count(*) FROM submissions WHERE {IN_FLIGHT} GROUP BY model")  # noqa: S608
 
 
 def cpu_s(pid: int) -> float:
@@ -350,6 +361,8 @@ async def one_size(
                         continue
                     if sql == "IN_FLIGHT":
                         sql = in_flight_sql()
+                    elif sql == "DUE":
+                        sql = _bound(DUE)
                     ms = await time_query(conn, sql, writes, args.runs)
                     plan = [r[0] for r in await conn.fetch("EXPLAIN " + sql)]
                     results[f"{svc}: {what}"] = (ms, access_path(plan))
@@ -395,13 +408,6 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    global IN_FLIGHT_WHERE
-    source = (ROOT / "services/generator/src/vidgen_generator/store.py").read_text()
-    start = source.index('"SELECT model, count(*) FROM submissions "')
-    block = source[start : source.index("GROUP BY model", start)]
-    IN_FLIGHT_WHERE = "".join(
-        part.split('"')[1] for part in block.splitlines() if part.strip().startswith('"')
-    ).split("WHERE", 1)[1]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--runs", type=int, default=30)

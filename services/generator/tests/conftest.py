@@ -192,7 +192,8 @@ def _build(
     images = PromptImages(storage, runway, data_uri_max_bytes=settings.data_uri_max_bytes)
     pace = Pace()
     liveness = Liveness(uow, settings.instance_heartbeat_s)
-    recorder = TaskRecorder(uow, runway, settings, metrics, clock=clock)
+    budget = Budget(settings, runway, clock=lambda: clock.now.timestamp())
+    recorder = TaskRecorder(uow, runway, settings, metrics, clock=clock, concurrency=budget.limit)
     creator = TaskCreator(
         uow,
         runway,
@@ -206,8 +207,7 @@ def _build(
         on_rate_limited=pace.pause_until,
     )
     submitter = Submitter(
-        uow, creator, Budget(settings, runway, clock=lambda: clock.now.timestamp()), settings,
-        metrics, liveness, clock=clock, pace=pace,
+        uow, creator, budget, settings, metrics, liveness, clock=clock, pace=pace,
     )  # fmt: skip
     handlers = GeneratorHandlers(uow, settings, wake=submitter.wake.set, clock=clock)
     return GeneratorUnderTest(

@@ -66,7 +66,10 @@ def bootstrap(
     )
     pace = Pace()  # the submitter's loop stops and pauses by it; the creator reads and pauses it
     liveness = Liveness(rt.uow, settings.instance_heartbeat_s)
-    recorder = TaskRecorder(rt.uow, runway, settings, metrics, clock=utc_now)
+    budget = Budget(settings, runway)
+    recorder = TaskRecorder(
+        rt.uow, runway, settings, metrics, clock=utc_now, concurrency=budget.limit
+    )
     creator = TaskCreator(
         rt.uow,
         runway,
@@ -82,7 +85,7 @@ def bootstrap(
     submitter = Submitter(
         rt.uow,
         creator,
-        Budget(settings, runway),
+        budget,
         settings,
         metrics,
         liveness,

@@ -12,8 +12,9 @@ The ``claimed → intent`` step is a compare-and-set on ``claim_token``, committ
 the create is sent: at most one create per row is ever in flight, whatever the number of
 replicas. The intent records its ``owner`` (the replica sending the create) and
 ``intent_at`` by the database's clock. ``task_ended_at`` is set when the task's end is heard
-of (for the concurrency budget). ``generator_cancels`` remembers cancel requests, whatever
-order events arrive in.
+of (for the concurrency budget). ``priority`` (0 low, 1 normal, 2 high) orders one user's
+waiting rows; between users the claim goes by fair share (:func:`vidgen_generator.store.due`).
+``generator_cancels`` remembers cancel requests, whatever order events arrive in.
 
 ``generator_instances``: one row per live generator process, ``last_seen`` refreshed by the
 database's clock every ``VIDGEN_INSTANCE_HEARTBEAT_S``. An intent whose owner stopped
@@ -32,6 +33,8 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 STATES = ("pending", "claimed", "intent", "submitted", "failed", "cancelled")
+PRIORITIES = {"low": 0, "normal": 1, "high": 2}
+"""``GenerationRequested.priority`` → ``submissions.priority`` (higher is claimed first)."""
 
 
 class Submission(SQLModel, table=True):
@@ -48,6 +51,7 @@ class Submission(SQLModel, table=True):
     ratio: str
     duration: int
     seed: int | None = None
+    priority: int = 1
     state: str
     tries: int = 0
     retry_at: datetime

@@ -3,8 +3,9 @@
 A task id is a paid video, and Runway offers no way to find it again. So
 :meth:`TaskRecorder.record`:
 
-- commits ``intent → submitted`` with ``TaskSubmitted`` (compare-and-set on the claim token,
-  under the generation's lock), retrying for as long as the database is away (capped backoff,
+- commits ``intent → submitted`` with ``TaskSubmitted`` (its ``model_concurrency`` is the
+  model's budget at that moment; compare-and-set on the claim token, under the generation's
+  lock), retrying for as long as the database is away (capped backoff,
   ``record_retry_cap_s``); shutdown waits for it (see :mod:`vidgen_generator.submitter`);
 - when the intent was given up meanwhile (its replica was taken for dead, the policy ran),
   reconciles instead of dropping the id:
@@ -65,9 +66,12 @@ class TaskRecorder:
         metrics: GeneratorMetrics,
         *,
         clock: Callable[[], datetime],
+        concurrency: Callable[[str], int | None] = lambda _: None,
         rng: random.Random | None = None,
     ) -> None:
+        """``concurrency``: a model's budget now (``Budget.limit``), told on TaskSubmitted."""
         self._uow = uow
+        self._concurrency = concurrency
         self._runway = runway
         self._s = settings
         self._metrics = metrics
@@ -157,6 +161,7 @@ class TaskRecorder:
                         attempt=row.attempt,
                         estimated_cost_credits=estimate,
                         submitted_at=now,
+                        model_concurrency=self._model_concurrency(row.model),
                     )
                 )
             await uow.commit()
@@ -183,6 +188,12 @@ class TaskRecorder:
             late,
         )
         return late
+
+    def _model_concurrency(self, model: str) -> int | None:
+        """The model's budget when the task was submitted; None when there is no limit (a
+        budget of 0, lowered while the create was in flight, says nothing useful either)."""
+        limit = self._concurrency(model)
+        return limit if limit is not None and limit >= 1 else None
 
     async def _unrecordable(self, row: Submission, task_id: str, error: str) -> None:
         """The database refuses the recording for good: cancel the task rather than lose it

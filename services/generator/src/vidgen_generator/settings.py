@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,7 @@ from vidgen_common.settings import ServiceSettings
 from vidgen_runway.settings import RunwaySettings
 
 UnknownPolicy = Literal["fail", "resubmit"]
+Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class GeneratorSettings(ServiceSettings):
@@ -74,6 +75,12 @@ class GeneratorSettings(ServiceSettings):
     )
     budget_stale_s: float = Field(
         3600.0, gt=0, description="a task not heard of for this long no longer counts"
+    )
+    # Who gets a free slot: each user's fair share of a model's budget (see store.due).
+    user_weights: dict[str, Weight] = Field(
+        default_factory=dict,
+        description='share of the budget per user id (JSON, e.g. {"user-a": 2}; > 0); '
+        "unlisted users weigh 1",
     )
     max_create_tries: int = Field(8, ge=1, description="tries of one create (429/5xx) per attempt")
     retry_base_s: float = Field(1.0, ge=0, description="first retry delay of a create, doubled")

@@ -8,10 +8,15 @@ Each pass (every replica runs one, ``run`` until ``stop``):
    create in flight stands for, and any intent older than ``intent_stale_s`` follow
    ``unknown_submission_policy`` (see :mod:`vidgen_generator.creator`); late tasks whose
    cancel failed are tried again.
-2. **claim**: due ``pending`` rows, oldest first, within the per-model budget, become
-   ``claimed`` (lease + token) in one transaction serialised across replicas (the row locks
-   and the state compare-and-set make a claim safe against a concurrent cancel; no
-   generation lock is taken there, as handlers take it before their row locks).
+2. **claim**: due ``pending`` rows, in the fair order of :func:`vidgen_generator.store.due`
+   (per model, the user with the fewest tasks in flight and picked so far, divided by the
+   user's weight ``user_weights``, goes first; within a user, ``priority`` then age), within
+   the per-model budget, become ``claimed`` (lease + token) in one transaction serialised
+   across replicas (the row locks and the state compare-and-set make a claim safe against a
+   concurrent cancel; no generation lock is taken there, as handlers take it before their
+   row locks). The rows are walked in that order, a row whose model has no room left is
+   skipped; the order already counts the rows picked earlier in the pass, so several free
+   slots are shared between the waiting users, not handed to the oldest backlog.
 3. **submit** each claimed row (:class:`~vidgen_generator.creator.TaskCreator`), with bounded
    concurrency (``max_concurrent_submissions``) and in the trace of the request that caused it.
 4. **report** submissions waiting longer than ``stall_warn_s``, each with why it waits
@@ -273,7 +278,14 @@ class Submitter:
             session = uow.session
             await store.lock_claims(session)
             in_flight = await store.in_flight_by_model(session, now, self._s.budget_stale_s)
-            rows = await store.due(session, now, free * 4, self._budget.full_models(in_flight))
+            rows = await store.due(
+                session,
+                now,
+                free * 4,
+                self._budget.full_models(in_flight),
+                stale_s=self._s.budget_stale_s,
+                weights=self._s.user_weights,
+            )
             counts = dict(in_flight)
             for row in rows:
                 if len(picked) >= free:

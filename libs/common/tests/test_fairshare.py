@@ -13,7 +13,7 @@ def test_weights_are_read_from_json_and_must_be_positive(monkeypatch: pytest.Mon
     cfg = FairShareSettings()
     assert cfg.weight_params() == {"weight_users": ["a", "b"], "weight_values": [0.5, 2.0]}
     monkeypatch.setenv("VIDGEN_USER_WEIGHTS", '{"a": 0}')
-    with pytest.raises(ValidationError, match="weights must be > 0"):
+    with pytest.raises(ValidationError, match="weights must be finite and > 0"):
         FairShareSettings()
 
 

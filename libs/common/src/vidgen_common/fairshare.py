@@ -21,6 +21,8 @@ Both services must be given the same weights for the gateway's positions to matc
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -49,9 +51,9 @@ class FairShareSettings(BaseSettings):
     @field_validator("user_weights")
     @classmethod
     def _positive(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = sorted(user for user, weight in value.items() if not weight > 0)
+        bad = sorted(u for u, w in value.items() if not (w > 0 and math.isfinite(w)))
         if bad:
-            raise ValueError(f"weights must be > 0 (not for {', '.join(bad)})")
+            raise ValueError(f"weights must be finite and > 0 (not for {', '.join(bad)})")
         return value
 
     def weight_params(self) -> dict[str, list[str] | list[float]]:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from vidgen_common.errors import ConfigurationError
+from vidgen_common.fairshare import FairShareSettings
 from vidgen_common.settings import ServiceSettings
 from vidgen_runway.settings import RunwaySettings
 
 UnknownPolicy = Literal["fail", "resubmit"]
-Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
-class GeneratorSettings(ServiceSettings):
+class GeneratorSettings(ServiceSettings, FairShareSettings):
     service_name: str = Field(
         "generator", description="name in logs, traces and event sources; its PostgreSQL schema"
     )
@@ -76,12 +76,8 @@ class GeneratorSettings(ServiceSettings):
     budget_stale_s: float = Field(
         3600.0, gt=0, description="a task not heard of for this long no longer counts"
     )
-    # Who gets a free slot: each user's fair share of a model's budget (see store.due).
-    user_weights: dict[str, Weight] = Field(
-        default_factory=dict,
-        description='share of the budget per user id (JSON, e.g. {"user-a": 2}; > 0); '
-        "unlisted users weigh 1",
-    )
+    # Who gets a free slot: each user's fair share of a model's budget (see store.due), by
+    # VIDGEN_USER_WEIGHTS (vidgen_common.fairshare, shared with the gateway's queue view).
     max_create_tries: int = Field(8, ge=1, description="tries of one create (429/5xx) per attempt")
     retry_base_s: float = Field(1.0, ge=0, description="first retry delay of a create, doubled")
     retry_cap_s: float = Field(60.0, ge=0, description="longest retry delay of a create")

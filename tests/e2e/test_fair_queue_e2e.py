@@ -1,0 +1,126 @@
+"""The fair queue end to end, every service a real process: a flooding user and a user with
+a single request share 2 Runway slots; the single request starts within one task time, and
+while it waits the status API and the CLI show its place, why it waits and estimates that
+move closer and land near the real times."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from runway_sim.testing import fast_scenario
+from tests.support.calls import cli, poll, upload, view
+from tests.support.system import System, running_system
+from vidgen_runway.catalog import MODELS
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+TASK_S = 4.0  # every Runway task takes this long in the simulator
+SLOTS = 2
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="module")
+def queue_system(request: pytest.FixtureRequest) -> Iterator[System]:
+    """A system whose generator lets 2 tasks of a model run at once and whose per-user
+    limits let one user flood it (the shared system keeps the defaults); like the ledger's,
+    it runs in the process suite only."""
+    if os.environ.get("VIDGEN_E2E_SYSTEM"):
+        pytest.skip("needs a system started with its own limits: runs in the process suite")
+    logs = request.getfixturevalue("tmp_path_factory").mktemp("queue-logs")
+    overrides = {
+        "VIDGEN_MAX_IN_FLIGHT_PER_USER": "1000",
+        "VIDGEN_GENERATE_RATE_LIMIT": "1000",
+        "VIDGEN_MODEL_BUDGETS": json.dumps({"gen4_turbo": SLOTS}),
+        "VIDGEN_DURATION_PRIORS_S": json.dumps(dict.fromkeys(MODELS, TASK_S)),
+        # until tasks have finished, the gateway assumes this task time (5 s videos)
+        "VIDGEN_ETA_PRIOR_S_PER_VIDEO_S": str(TASK_S / 5),
+        "VIDGEN_QUEUE_REFRESH_S": "0.5",
+    }
+    with running_system(
+        request.getfixturevalue("database_url"),
+        request.getfixturevalue("kafka_bootstrap"),
+        request.getfixturevalue("s3_endpoint"),
+        logs,
+        env_overrides=overrides,
+    ) as running:
+        running.set_scenario(fast_scenario(run_s=TASK_S, queue_s=0.0))
+        yield running
+
+
+def _at(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.timeout(300)
+def test_a_single_request_starts_within_one_task_time_of_a_flood(queue_system: System) -> None:
+    system = queue_system
+    flood: list[str] = []
+    with system.client("flooder") as f, system.client("single") as s:
+        project = upload(f)
+        body = {"projectId": project, "prompt": "one of many herons", "duration": 5}
+        for _ in range(8):
+            r = f.post("/api/videos/generate", json=body)
+            assert r.status_code == 202, r.text
+            flood.append(r.json()["generationId"])
+
+        def slots_full() -> bool:
+            return sum(view(f, g)["status"] == "generating" for g in flood) == SLOTS
+
+        poll(slots_full, "the flooder's tasks to take both slots", within=60, every=0.05)
+        mine_project = upload(s)
+        asked = time.time()
+        r = s.post(
+            "/api/videos/generate",
+            json={"projectId": mine_project, "prompt": "the one heron", "duration": 5},
+        )
+        assert r.status_code == 202, r.text
+        mine = r.json()["generationId"]
+
+        first = view(s, mine)
+        assert first["status"] == "queued"
+        assert (first["queuePosition"], first["queueReason"]) == (1, "waiting_for_capacity")
+        shown = cli(system, "--user", "single", "status", mine)
+        assert "queuePosition" in shown
+        assert "waiting_for_capacity" in shown
+        behind = view(f, flood[-1])
+        assert behind["queuePosition"] > 1  # the flooder's own queue waits behind it
+
+        remaining: list[float] = []
+
+        def started() -> dict[str, Any] | None:
+            v = view(s, mine)
+            if v["estimatedCompletionAt"] is not None:
+                remaining.append(_at(v["estimatedCompletionAt"]) - time.time())
+            return v if v["status"] != "queued" else None
+
+        poll(started, "the single request to start", within=60, every=0.05)
+        waited = time.time() - asked
+        done = poll(lambda: (v := view(s, mine))["status"] in TERMINAL and v, "it to end", 60)
+        flood_views = [
+            poll(lambda g=g: (v := view(f, g))["status"] in TERMINAL and v, "the flood", 120)
+            for g in flood
+        ]
+
+    print(
+        f"single request: started {waited:.2f} s after it was asked (task time {TASK_S} s), "
+        f"first estimate of completion off by "
+        f"{abs(_at(first['estimatedCompletionAt']) - _at(done['completedAt'])):.2f} s"
+    )
+    assert done["status"] == "completed"
+    assert all(v["status"] == "completed" for v in flood_views)
+    # one task time for a slot to free, plus our own detection and hops
+    assert waited <= TASK_S + 2.5, waited
+    # the estimate moved closer as it waited: the time left shrank (allowing the poll jitter)
+    assert remaining, "no estimate was shown while it waited"
+    assert all(b <= a + 0.5 for a, b in itertools.pairwise(remaining)), remaining
+    # the first estimate: within two task times of the real completion
+    error = abs(_at(first["estimatedCompletionAt"]) - _at(done["completedAt"]))
+    assert error <= 2 * TASK_S, error

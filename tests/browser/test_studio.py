@@ -10,7 +10,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.support.studio import Studio
-from tests.support.system import System
+from tests.support.system import QUEUED_MODEL, System
 from vidgen_runway.verdicts import MODERATION_USER_MESSAGE
 
 StudioFactory = Callable[..., Studio]
@@ -151,3 +151,26 @@ def test_the_live_card_resumes_after_the_gateway_restarts(
     assert s.page.evaluate("window.__samePage") is True  # resumed, not reloaded
     video = s.video_state(card)
     assert video["duration"] > 0
+
+
+def test_a_waiting_card_shows_its_place_and_when_it_should_be_ready(
+    system: System, fast_runway: System, studio: StudioFactory
+) -> None:
+    # QUEUED_MODEL has one Runway slot in the system under test: a long task takes it
+    system.set_scenario({"durations": {QUEUED_MODEL: {"median_s": 60, "sigma": 0, "min_s": 0}}})
+    s = studio(user("gina"))
+    s.pick_image().image_ready().prompt("the one slot taken").choose(model=QUEUED_MODEL)
+    s.submit()
+    first = s.wait_status(s.card("the one slot taken"), "generating")
+    s.prompt("waiting for the slot").submit()
+    second = s.card("waiting for the slot")
+    expect(second).to_have_attribute("data-status", "queued")
+    expect(second.locator("dd[data-detail=queuePosition]")).to_have_text(
+        "#1, waiting for a free slot"
+    )
+    expect(second.locator("dd[data-detail=estimatedStartAt]")).to_contain_text("≈")
+    expect(second.locator("dd[data-detail=estimatedCompletionAt]")).to_contain_text("9 in 10 by")
+    expect(first.locator("dd[data-detail=queuePosition]")).to_have_count(0)
+    for prompt, card in (("waiting for the slot", second), ("the one slot taken", first)):
+        card.get_by_role("button", name=f"Cancel: {prompt}").click()
+        s.wait_status(card, "cancelled")

@@ -176,6 +176,9 @@ def _stop(processes: list[Process], sig: signal.Signals = signal.SIGTERM) -> Non
             p.popen.wait()
 
 
+QUEUED_MODEL = "gen4.5"  # the model with one slot in every system started here
+
+
 @contextmanager
 def running_system(
     database_url: str,
@@ -217,6 +220,8 @@ def running_system(
         "VIDGEN_NOTIFIER_URL": f"http://127.0.0.1:{notifier_port}",
         "VIDGEN_WEBHOOK_ALLOWED_TARGETS": "127.0.0.1",
         "VIDGEN_WEBHOOK_SCHEDULE_SCALE": "0.001",
+        # one model has a single Runway slot, so a test can make a generation wait in the queue
+        "VIDGEN_MODEL_BUDGETS": json.dumps({QUEUED_MODEL: 1}),
         **(env_overrides or {}),
     }
     env.pop("RUNWAYML_API_SECRET", None)

@@ -107,6 +107,28 @@ class TaskSubmitted(EventData):
     )
 
 
+WaitReason = Literal["waiting_for_capacity", "daily_cap_reached", "organization_out_of_credits"]
+
+
+class GenerationWaiting(EventData):
+    """The generator holds a generation back, and why; sent when the reason changes.
+
+    ``daily_cap_reached``: Runway refused the model's next task for the day, ``until`` is when
+    the generator expects the cap to let one more through. ``organization_out_of_credits``:
+    the organisation's ``creditBalance`` does not cover the task's cost. ``waiting_for_capacity``
+    (sent only after one of those): it waits for a free slot again. Not sent for a wait that is
+    only a busy slot; ``TaskSubmitted`` ends any wait.
+    """
+
+    name: ClassVar[str] = "generation.waiting"
+
+    user_id: str
+    model: str
+    reason: WaitReason
+    until: datetime | None = Field(None, description="When it should be able to go, if known")
+    observed_at: datetime
+
+
 class TaskProgressed(EventData):
     """The Runway task moved (status change or a meaningful progress step)."""
 
@@ -224,6 +246,7 @@ class GenerationCancelled(EventData):
 ALL_EVENTS: tuple[type[EventData], ...] = (
     GenerationRequested,
     GenerationCancelRequested,
+    GenerationWaiting,
     TaskSubmitted,
     TaskProgressed,
     VideoReady,

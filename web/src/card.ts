@@ -26,6 +26,14 @@ export function elapsed(g: Generation, now: number): string {
   return seconds(end - start);
 }
 
+const WAITING_TEXT: Record<NonNullable<Generation["queueReason"]>, (g: Generation) => string> = {
+  waiting_for_capacity: () => "waiting for a free slot",
+  submitting: () => "starting",
+  daily_cap_reached: (g) =>
+    "Runway's daily limit is reached" + (g.waitingUntil ? `, until ≈ ${clock(g.waitingUntil)}` : ""),
+  organization_out_of_credits: () => "waiting for the organisation's Runway credits",
+};
+
 /** What the card lists, in order (keys are checked against the API's types). */
 export const DETAILS: Record<string, Detail> = {
   elapsed: { label: "Elapsed", value: (g, now) => elapsed(g, now) },
@@ -39,7 +47,7 @@ export const DETAILS: Record<string, Detail> = {
     value: (g) =>
       g.queuePosition == null
         ? null
-        : `#${g.queuePosition}${g.queueReason === "submitting" ? ", starting" : ", waiting for a free slot"}`,
+        : `#${g.queuePosition}, ${WAITING_TEXT[g.queueReason ?? "waiting_for_capacity"](g)}`,
   },
   estimatedStartAt: {
     label: "Starts",

@@ -222,3 +222,49 @@ def test_playing_the_slots_forward() -> None:
     assert play(0.0, 1, [10.0, 20.0], []) == 20.0
     # far more ahead than played one by one: the fluid estimate
     assert play(0.0, 2, [0.0, 0.0], [(1.0, 10_000)]) == pytest.approx(5_000.0)
+
+
+def _waiting(gid: str, user: str, reason: str, until: datetime | None = None) -> Any:
+    from vidgen_common.events import GenerationWaiting
+
+    return GenerationWaiting(
+        generation_id=gid,
+        user_id=user,
+        model="gen4_turbo",
+        reason=reason,  # type: ignore[arg-type]
+        until=until,
+        observed_at=datetime.now(UTC),
+    )
+
+
+async def test_the_generators_reason_to_hold_it_back_is_shown_until_it_starts(
+    generate: Any, feed: Any, status: Any
+) -> None:
+    gid = await generate("alice")
+    resets = datetime.now(UTC) + timedelta(hours=3)
+    await feed(_waiting(gid, "alice", "daily_cap_reached", resets))
+    body = await status("alice", gid)
+    assert (body["queueReason"], _at(body["waitingUntil"])) == ("daily_cap_reached", resets)
+    assert _at(body["estimatedStartAt"]) >= resets
+    assert _at(body["estimatedCompletionAt"]) > resets
+
+    await feed(_waiting(gid, "alice", "organization_out_of_credits"))
+    body = await status("alice", gid)
+    assert (body["queueReason"], body["waitingUntil"]) == ("organization_out_of_credits", None)
+    assert (body["estimatedStartAt"], body["estimatedCompletionAt"]) == (None, None)
+    assert body["queuePosition"] == 1
+
+    await feed(_waiting(gid, "alice", "waiting_for_capacity"))
+    body = await status("alice", gid)
+    assert body["queueReason"] == "submitting"  # nothing runs: it goes at once
+    assert body["estimatedStartAt"] is not None
+
+    await feed(_waiting(gid, "alice", "daily_cap_reached", resets))
+    await feed(_submitted(gid, "alice"))
+    await feed(_waiting(gid, "alice", "organization_out_of_credits"))  # late: ignored
+    body = await status("alice", gid)
+    assert (body["status"], body["queueReason"], body["waitingUntil"]) == (
+        "generating",
+        None,
+        None,
+    )

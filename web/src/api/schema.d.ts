@@ -552,9 +552,14 @@ export interface components {
             queuePosition?: number | null;
             /**
              * Queuereason
-             * @description While queued: `waiting_for_capacity` (every Runway slot of the model is taken, or others are ahead) or `submitting` (a slot is free: it is being sent)
+             * @description While queued: `waiting_for_capacity` (every Runway slot of the model is taken, or others are ahead), `submitting` (a slot is free: it is being sent), `daily_cap_reached` (Runway's daily limit for the model is used up: see `waitingUntil`) or `organization_out_of_credits` (the organisation's Runway credit balance does not cover it: it goes once credits are added)
              */
-            queueReason?: ("waiting_for_capacity" | "submitting") | null;
+            queueReason?: ("waiting_for_capacity" | "submitting" | "daily_cap_reached" | "organization_out_of_credits") | null;
+            /**
+             * Waitinguntil
+             * @description With `daily_cap_reached`: when the cap should let it through; null otherwise
+             */
+            waitingUntil?: string | null;
             /**
              * Estimatedstartat
              * @description When its Runway task should start (the real start once it has); null once finished

@@ -113,6 +113,8 @@ class Generation(SQLModel, table=True):
     priority: int = 1  # among the user's waiting generations: 0 low, 1 normal, 2 high
     submitted_at: datetime | None = _ts(nullable=True)  # the current attempt's task
     task_ended_at: datetime | None = _ts(nullable=True)  # its end was heard of (VideoReady)
+    wait_reason: str | None = None  # the generator holds it back (GenerationWaiting)
+    wait_until: datetime | None = _ts(nullable=True)  # ... until then, if known
 
 
 class ModelCapacity(SQLModel, table=True):

@@ -8,7 +8,9 @@ than once. The rules make the result independent of that:
   terminal status (completed, failed, cancelled) never changes once reached;
 - progress never decreases;
 - the cost is an estimate until an event carries the final cost, which then stays;
-- a field learnt late (the Runway task id, say) is filled in whatever the status.
+- a field learnt late (the Runway task id, say) is filled in whatever the status;
+- why the generator holds a queued generation back (``GenerationWaiting``) counts only while
+  it is queued; its task's submission clears it.
 
 An event the consumer gives up on (dead-lettered) must not leave its generation showing
 progress for ever: :func:`fail_dead_lettered` fails it with ``event_dead_lettered`` (stage
@@ -35,6 +37,7 @@ from vidgen_common.events import (
     GenerationCompleted,
     GenerationFailed,
     GenerationRequested,
+    GenerationWaiting,
     TaskProgressed,
     TaskSubmitted,
     VideoReady,
@@ -105,6 +108,13 @@ def _task_id(gen: Generation, task_id: str | None, *, replace: bool = False) -> 
     return True
 
 
+def _wait(gen: Generation, reason: str | None, until: datetime | None) -> bool:
+    if (gen.wait_reason, gen.wait_until) == (reason, until):
+        return False
+    gen.wait_reason, gen.wait_until = reason, until
+    return True
+
+
 def _finish(gen: Generation, status: Status, at: datetime) -> bool:
     if not _advance(gen, status):
         return False
@@ -130,6 +140,11 @@ def apply_event(gen: Generation, data: EventData) -> bool:
         if newer and gen.submitted_at != data.submitted_at:
             gen.submitted_at = data.submitted_at  # not shown: the estimates' input
             gen.task_ended_at = None
+        changed |= _wait(gen, None, None)
+    elif isinstance(data, GenerationWaiting):
+        if gen.status == Status.queued.value:  # a late one, once started, changes nothing
+            reason = None if data.reason == "waiting_for_capacity" else data.reason
+            changed |= _wait(gen, reason, data.until if reason else None)
     elif isinstance(data, TaskProgressed):
         changed |= _advance(gen, Status.generating)
         changed |= _raise_progress(gen, data.progress)

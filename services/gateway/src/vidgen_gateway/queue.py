@@ -18,8 +18,11 @@ free slot after them. ``estimatedCompletionP90At`` plays the same with the 90th 
 an upper bound that is exceeded about one time in ten. A running generation's completion is
 its start plus the median task and tail, never before now.
 
-The estimates only know what the projection knows: a retry the generator delays after a 429,
-or a daily cap at Runway, is not in them (they move later as the generation waits).
+When the generator says it holds the generation back for another reason
+(``GenerationWaiting``), that is the reason shown: ``daily_cap_reached`` starts it no earlier
+than the cap's expected reset (``waitingUntil``); ``organization_out_of_credits`` has no
+estimate (it goes when credits are added). A retry the generator delays after a 429 is not
+in the estimates (they move later as the generation waits).
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from vidgen_common.fairshare import SCORE_SQL, WEIGHTS_SQL
 from vidgen_gateway.models import Generation, Status
 from vidgen_gateway.settings import GatewaySettings
 
-Reason = Literal["waiting_for_capacity", "submitting"]
+Reason = Literal[
+    "waiting_for_capacity", "submitting", "daily_cap_reached", "organization_out_of_credits"
+]
 
 _TAIL_PRIOR_S = 3.0  # download, checks and poster, before anything was learnt
 _STATS_TTL_S = 30.0  # learnt times are re-read at most this often per process
@@ -91,6 +96,7 @@ class Estimate:
 
     queue_position: int | None = None  # 1: the next of its model to start
     queue_reason: Reason | None = None
+    waiting_until: datetime | None = None  # with daily_cap_reached
     estimated_start_at: datetime | None = None
     estimated_completion_at: datetime | None = None
     estimated_completion_p90_at: datetime | None = None
@@ -222,13 +228,21 @@ class Queue:
             ahead = [(pick(times[int(r.duration)]), int(r.n)) for r in ahead_rows]
             return play(epoch, slots, ends, ahead)
 
+        if gen.wait_reason == "organization_out_of_credits":  # until credits are added
+            return Estimate(position, "organization_out_of_credits")
         start50 = when(lambda t: t.task_p50)
         start90 = max(start50, when(lambda t: t.task_p90))
+        if gen.wait_reason == "daily_cap_reached":
+            reason = "daily_cap_reached"
+            if gen.wait_until is not None:
+                start50 = max(start50, gen.wait_until.timestamp())
+                start90 = max(start90, start50)
         done50 = start50 + own.task_p50 + own.tail_p50
         done90 = max(done50, start90 + own.task_p90 + own.tail_p90)
         return Estimate(
             queue_position=position,
             queue_reason=reason,
+            waiting_until=gen.wait_until if reason == "daily_cap_reached" else None,
             estimated_start_at=_at(start50),
             estimated_completion_at=_at(done50),
             estimated_completion_p90_at=_at(done90),

@@ -22,7 +22,9 @@ from vidgen_gateway.runway_models import (
 ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 
 Priority = Literal["low", "normal", "high"]
-QueueReason = Literal["waiting_for_capacity", "submitting"]
+QueueReason = Literal[
+    "waiting_for_capacity", "submitting", "daily_cap_reached", "organization_out_of_credits"
+]
 
 
 def _encodable(text: str) -> bool:
@@ -167,7 +169,14 @@ class GenerationView(ApiModel):
     queue_reason: QueueReason | None = Field(
         None,
         description="While queued: `waiting_for_capacity` (every Runway slot of the model is "
-        "taken, or others are ahead) or `submitting` (a slot is free: it is being sent)",
+        "taken, or others are ahead), `submitting` (a slot is free: it is being sent), "
+        "`daily_cap_reached` (Runway's daily limit for the model is used up: see "
+        "`waitingUntil`) or `organization_out_of_credits` (the organisation's Runway credit "
+        "balance does not cover it: it goes once credits are added)",
+    )
+    waiting_until: datetime | None = Field(
+        None,
+        description="With `daily_cap_reached`: when the cap should let it through; null otherwise",
     )
     estimated_start_at: datetime | None = Field(
         None,

@@ -61,6 +61,7 @@ def to_view(gen: Generation, presign: Presign, estimate: Estimate = NONE) -> Gen
         priority=_PRIORITY_NAMES.get(gen.priority, "normal"),
         queue_position=estimate.queue_position,
         queue_reason=estimate.queue_reason,
+        waiting_until=estimate.waiting_until,
         estimated_start_at=estimate.estimated_start_at,
         estimated_completion_at=estimate.estimated_completion_at,
         estimated_completion_p90_at=estimate.estimated_completion_p90_at,

@@ -52,7 +52,8 @@ def main(
 
 STATUS_FIELDS = (
     "generationId", "projectId", "status", "progress", "priority", "queuePosition",
-    "queueReason", "estimatedStartAt", "estimatedCompletionAt", "estimatedCompletionP90At",
+    "queueReason", "waitingUntil", "estimatedStartAt", "estimatedCompletionAt",
+    "estimatedCompletionP90At",
     "errorCode", "errorMessage", "costCredits", "estimatedCostCredits", "settledCostCredits",
     "createdAt", "completedAt", "videoUrl",
 )  # fmt: skip

@@ -290,6 +290,9 @@ class Gen:
     submitted: float = 0.0
     completed_seen: float | None = None
     final_status: str | None = None
+    completed_at: float | None = None  # the status API's completedAt
+    # (when seen, estimatedCompletionAt) pairs, as the stream sent them
+    estimates: list[tuple[float, float]] = field(default_factory=list)
 
 
 async def follow(http: httpx.AsyncClient, gen: Gen, headers: dict[str, str]) -> None:
@@ -313,8 +316,16 @@ async def follow(http: httpx.AsyncClient, gen: Gen, headers: dict[str, str]) -> 
             await asyncio.sleep(0.05)
 
 
+def _epoch(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def note(gen: Gen, state: dict[str, Any]) -> None:
     status = state.get("status")
+    if state.get("estimatedCompletionAt"):
+        gen.estimates.append((time.time(), _epoch(state["estimatedCompletionAt"])))
+    if state.get("completedAt") and gen.completed_at is None:
+        gen.completed_at = _epoch(state["completedAt"])
     if status == "completed" and gen.completed_seen is None:
         gen.completed_seen = time.time()
     if status in ("completed", "failed", "cancelled"):

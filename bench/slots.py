@@ -12,7 +12,11 @@ throttled) until it finished. Printed:
 
 - the fraction of slot-time busy between the first start and the last end (goal ≥ 97 %),
 - the gap between a task ending and the next task starting (p50/p95, goal p95 < 300 ms),
-- the count of tasks ever THROTTLED (goal 0), and the load average.
+- the count of tasks ever THROTTLED (goal 0), and the load average;
+- the estimates' accuracy: the median absolute error of each generation's first
+  ``estimatedCompletionAt`` (read from the live stream right after it was accepted) against
+  its real ``completedAt``, also as a fraction of its real wait, and how often an update
+  moved the completion further away than 1 s (the estimates should only move closer).
 
     scripts/with-env.sh uv run python bench/slots.py [--slots 5] [--count 100] [--users 10]
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -171,6 +176,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def print_estimates(gens: list[Gen]) -> None:
+    """How close the first estimate of completion came, and whether estimates only closed in."""
+    errors, relative, later, updates = [], [], 0, 0
+    for g in gens:
+        if not g.estimates or g.completed_at is None:
+            continue
+        first = g.estimates[0][1]
+        errors.append(abs(first - g.completed_at))
+        relative.append(errors[-1] / max(0.001, g.completed_at - g.submitted))
+        for (_, a), (_, b) in itertools.pairwise(g.estimates):
+            updates += 1
+            later += b > a + 1.0
+    if not errors:
+        print("  estimates   none seen")
+        return
+    print(
+        f"  estimates   first estimate of completion off by p50 {percentile(errors, 0.5):.2f} s "
+        f"(p90 {percentile(errors, 0.9):.2f} s), p50 {percentile(relative, 0.5) * 100:.0f} % "
+        f"of the real wait, over {len(errors)} generations; {later} of {updates} updates moved "
+        "it later by > 1 s"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slots", type=int, default=5)
@@ -224,6 +252,7 @@ async def main() -> None:
     print(f"  refills cut into stages ({len(stages)}; claim < 0: claimed before this end):")
     for stage in REFILL_STAGES:
         print("  " + line(stage, [r[stage] for r in stages]))
+    print_estimates(gens)
     print("  CPU seconds: " + ", ".join(f"{n} {c:.1f}" for n, c in cpu.items()))
     print(f"  tasks.retrieve calls per task: {retrieves / max(1, len(tasks)):.1f}")
 

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from vidgen_common.bus import ConsumerRunner, KafkaPublisher, ensure_topics
+from vidgen_common.bus.producer import TopicsMissing
 from vidgen_common.db import run_sql
 from vidgen_common.events import Envelope, GenerationCancelRequested, encode, topic_for
 from vidgen_common.metrics import Metrics
@@ -313,4 +314,28 @@ async def test_a_broker_reporting_an_end_behind_what_it_holds_is_not_taken_for_a
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+        await publisher.stop()
+
+
+async def test_a_topic_the_broker_does_not_know_is_not_written_to_nor_created(
+    kafka: KafkaSettings,
+) -> None:
+    """The publisher asks only about the batch's topics, and asking creates nothing."""
+    known, unknown = unique("known-"), unique("unknown-")
+    await ensure_topics(kafka, [known])
+    publisher = KafkaPublisher(kafka, "guard-test")
+    await publisher.start()
+    try:
+        record = Record(topic=known, key=b"k", value=b"v", headers=[])
+        acks = await publisher.publish([record])
+        assert [a.topic for a in acks] == [known]
+        with pytest.raises(TopicsMissing) as refused:
+            await publisher.publish(
+                [record, Record(topic=unknown, key=b"k", value=b"v", headers=[])]
+            )
+        assert refused.value.topics == [unknown]
+        listed = (await publisher._running().client.fetch_all_metadata()).topics()
+        assert unknown not in listed  # not created by the question
+        assert known in listed
+    finally:
         await publisher.stop()

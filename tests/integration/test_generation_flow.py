@@ -9,6 +9,7 @@ import pytest
 
 from vidgen_common.events import (
     GenerationFailed,
+    GenerationWaiting,
     TaskOutputRejected,
     TaskProgressed,
     TaskSubmitted,
@@ -64,7 +65,7 @@ async def test_a_generation_becomes_one_task_and_video_ready(
     assert (await stack.counters())["creates_accepted"] == 1
 
 
-async def test_every_failure_kind_reaches_the_user_with_its_code(
+async def test_every_failure_kind_reaches_the_user_with_its_code_and_the_cap_waits(
     stack: Stack, tap: Tap, make_request: Any
 ) -> None:
     await stack.sim.set_scenario(
@@ -89,9 +90,11 @@ async def test_every_failure_kind_reaches_the_user_with_its_code(
     [i] = await tap.wait_for(GenerationFailed, invalid)
     assert (i.stage, i.error_code) == ("generator", "runway_rejected")
     assert "ratio" in i.error_message
-    [c] = await tap.wait_for(GenerationFailed, capped)
-    assert (c.stage, c.error_code) == ("generator", "runway_daily_limit")
-    assert "daily" in c.error_message
+    # Runway's daily cap is not a failure: the generation waits until the cap should lift.
+    [c] = await tap.wait_for(GenerationWaiting, capped)
+    assert (c.reason, c.model) == ("daily_cap_reached", "veo3.1_fast")
+    assert c.until is not None
+    assert not tap.of(GenerationFailed, capped)
     counters = await stack.counters()
     assert counters["creates_accepted"] == 1  # only the moderated prompt made a task
     assert counters["calls"]["create"].get("429") == 1  # the cap was not retried

@@ -21,12 +21,13 @@ from vidgen_common.workloop import Pace
 from vidgen_generator.budget import Budget
 from vidgen_generator.creator import TaskCreator
 from vidgen_generator.handlers import GeneratorHandlers
+from vidgen_generator.holds import Holds
 from vidgen_generator.image import PromptImages
 from vidgen_generator.liveness import Liveness
 from vidgen_generator.metrics import GeneratorMetrics
 from vidgen_generator.migrations import MIGRATIONS
 from vidgen_generator.recorder import TaskRecorder
-from vidgen_generator.runway import CreateRequest
+from vidgen_generator.runway import CreateRequest, Organization, RunwayClient
 from vidgen_generator.settings import GeneratorSettings
 from vidgen_generator.submitter import Submitter
 from vidgen_runway.errors import RunwayCallError
@@ -59,6 +60,7 @@ class FakeRunway:
         self.limits: dict[str, int | None] = {}
         self.cancels: list[str] = []
         self.cancel_script: list[Classified] = []
+        self.credit_balance: int | None = None  # None: not told (no credit hold)
         self._n = 0
 
     async def upload(self, filename: str, data: bytes, content_type: str) -> str:
@@ -80,8 +82,8 @@ class FakeRunway:
         if self.cancel_script:
             raise RunwayCallError(self.cancel_script.pop(0))
 
-    async def concurrency_limits(self) -> dict[str, int | None]:
-        return dict(self.limits)
+    async def organization(self) -> Organization:
+        return Organization(concurrency=dict(self.limits), credit_balance=self.credit_balance)
 
 
 def _verdict(
@@ -143,7 +145,7 @@ class GeneratorUnderTest:
 
     settings: GeneratorSettings
     sessions: async_sessionmaker[AsyncSession]
-    runway: FakeRunway
+    runway: Any  # FakeRunway, or the SDK adapter against the simulator
     storage: FakeStorage
     clock: FakeClock
     metrics: GeneratorMetrics
@@ -178,10 +180,10 @@ class GeneratorUnderTest:
             return [dict(r._mapping) for r in result.all()]
 
 
-def _build(
+def build_generator(
     sessions: async_sessionmaker[AsyncSession],
     settings: GeneratorSettings,
-    runway: FakeRunway,
+    runway: RunwayClient,
     storage: FakeStorage,
     clock: FakeClock,
 ) -> GeneratorUnderTest:
@@ -193,6 +195,12 @@ def _build(
     pace = Pace()
     liveness = Liveness(uow, settings.instance_heartbeat_s)
     budget = Budget(settings, runway, clock=lambda: clock.now.timestamp())
+    holds = Holds(settings, metrics)
+
+    def out_of_credits(price: int | None) -> None:
+        holds.refused_for_credits(price)
+        budget.refresh_soon()
+
     recorder = TaskRecorder(uow, runway, settings, metrics, clock=clock, concurrency=budget.limit)
     creator = TaskCreator(
         uow,
@@ -205,9 +213,10 @@ def _build(
         instance_id=liveness.instance_id,
         stopping=lambda: pace.stopping,
         on_rate_limited=pace.pause_until,
+        on_out_of_credits=out_of_credits,
     )
     submitter = Submitter(
-        uow, creator, budget, settings, metrics, liveness, clock=clock, pace=pace,
+        uow, creator, budget, settings, metrics, liveness, clock=clock, pace=pace, holds=holds,
     )  # fmt: skip
     handlers = GeneratorHandlers(uow, settings, wake=submitter.wake.set, clock=clock)
     return GeneratorUnderTest(
@@ -233,7 +242,7 @@ def make_generator(gen_sessions: async_sessionmaker[AsyncSession]) -> MakeGenera
 
     def make(**settings: Any) -> GeneratorUnderTest:
         s = GeneratorSettings(**{"retry_base_s": 1.0, **settings})
-        return _build(gen_sessions, s, shared_runway, shared_storage, shared_clock)
+        return build_generator(gen_sessions, s, shared_runway, shared_storage, shared_clock)
 
     return make
 
@@ -258,3 +267,19 @@ def fake_runway() -> FakeRunway:
 @pytest.fixture
 def fake_storage() -> FakeStorage:
     return FakeStorage()
+
+
+BuildOn = Callable[..., GeneratorUnderTest]
+
+
+@pytest.fixture
+def make_generator_on(gen_sessions: async_sessionmaker[AsyncSession]) -> BuildOn:
+    """Builds a generator on a given Runway client and store (e.g. the SDK adapter against the
+    simulator); replicas made by one test share the clock."""
+    clock = FakeClock()
+
+    def make(runway: RunwayClient, storage: FakeStorage, **settings: Any) -> GeneratorUnderTest:
+        s = GeneratorSettings(**{"retry_base_s": 1.0, **settings})
+        return build_generator(gen_sessions, s, runway, storage, clock)
+
+    return make

@@ -131,7 +131,6 @@ async def test_server_errors_are_retried_then_given_up(
     [
         ("runway_rejected", "Validation of body failed: ratio: Invalid enum value"),
         ("runway_auth", "Invalid API key."),
-        ("runway_daily_limit", "You have reached the daily generation limit for gen4_turbo"),
     ],
 )
 async def test_permanent_errors_fail_at_once_with_runways_message(

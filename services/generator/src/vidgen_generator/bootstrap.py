@@ -9,6 +9,7 @@ from vidgen_common.events import (
     EventData,
     GenerationCancelled,
     GenerationFailed,
+    GenerationWaiting,
     TaskSubmitted,
 )
 from vidgen_common.runtime import ServiceRuntime
@@ -18,6 +19,7 @@ from vidgen_generator.budget import Budget
 from vidgen_generator.creator import TaskCreator
 from vidgen_generator.dead_letters import DeadLetters
 from vidgen_generator.handlers import GeneratorHandlers
+from vidgen_generator.holds import Holds
 from vidgen_generator.image import PromptImages
 from vidgen_generator.liveness import Liveness
 from vidgen_generator.metrics import GeneratorMetrics
@@ -27,7 +29,12 @@ from vidgen_generator.settings import GeneratorSettings
 from vidgen_generator.submitter import Submitter
 from vidgen_runway.sdk import create_client
 
-EMITS: tuple[type[EventData], ...] = (TaskSubmitted, GenerationFailed, GenerationCancelled)
+EMITS: tuple[type[EventData], ...] = (
+    GenerationWaiting,
+    TaskSubmitted,
+    GenerationFailed,
+    GenerationCancelled,
+)
 
 
 @dataclass
@@ -67,6 +74,7 @@ def bootstrap(
     pace = Pace()  # the submitter's loop stops and pauses by it; the creator reads and pauses it
     liveness = Liveness(rt.uow, settings.instance_heartbeat_s)
     budget = Budget(settings, runway)
+    holds = Holds(settings, metrics)
     recorder = TaskRecorder(
         rt.uow, runway, settings, metrics, clock=utc_now, concurrency=budget.limit
     )
@@ -81,6 +89,7 @@ def bootstrap(
         instance_id=liveness.instance_id,
         stopping=lambda: pace.stopping,
         on_rate_limited=pace.pause_until,
+        on_out_of_credits=lambda price: _out_of_credits(holds, budget, price),
     )
     submitter = Submitter(
         rt.uow,
@@ -91,6 +100,7 @@ def bootstrap(
         liveness,
         tracer=rt.tracer,
         pace=pace,
+        holds=holds,
     )
     handlers = GeneratorHandlers(rt.uow, settings, wake=submitter.wake.set)
     rt.add_consumer(
@@ -100,3 +110,9 @@ def bootstrap(
     )
     rt.add_loop("submitter", submitter.run)
     return Generator(handlers, submitter, runway, metrics, sdk)
+
+
+def _out_of_credits(holds: Holds, budget: Budget, price: int | None) -> None:
+    """A create was refused for credits: hold what the balance cannot cover, read it again."""
+    holds.refused_for_credits(price)
+    budget.refresh_soon()

@@ -6,6 +6,9 @@ A model's limit is, in order: ``model_budgets[model]``; else, with
 kept when Runway cannot be asked); else ``default_budget``. None means no limit. Runway
 itself queues tasks over its limit (``THROTTLED``) rather than refusing them; the budget
 keeps them here instead, where they can still be cancelled without a Runway call.
+
+The same read gives the day's usage and the credit balance (:mod:`vidgen_generator.holds`);
+the organisation is read with ``budget_from_organization`` or ``watch_organization_credits``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from vidgen_generator.runway import RunwayClient
+from vidgen_generator.runway import Organization, RunwayClient
 from vidgen_generator.settings import GeneratorSettings
 from vidgen_runway.errors import RunwayCallError
 
@@ -33,20 +36,30 @@ class Budget:
         self._clock = clock
         self._org: dict[str, int | None] = {}
         self._org_at: float | None = None
+        self.organization: Organization | None = None
+        """The last answer of ``GET /v1/organization`` (None: never read)."""
 
-    async def refresh(self) -> None:
-        """Re-read the organisation's limits when due (only with budget_from_organization)."""
+    async def refresh(self) -> bool:
+        """Re-read the organisation when due (with budget_from_organization or
+        watch_organization_credits); True when a new answer was read."""
         s = self._settings
-        if not s.budget_from_organization:
-            return
+        if not (s.budget_from_organization or s.watch_organization_credits):
+            return False
         now = self._clock()
         if self._org_at is not None and now - self._org_at < s.organization_refresh_s:
-            return
+            return False
         self._org_at = now
         try:
-            self._org = await self._runway.concurrency_limits()
+            self.organization = await self._runway.organization()
         except RunwayCallError as exc:
-            log.warning("could not read Runway's limits, keeping the last ones: %s", exc)
+            log.warning("could not read Runway's organisation, keeping the last answer: %s", exc)
+            return False
+        self._org = self.organization.concurrency
+        return True
+
+    def refresh_soon(self) -> None:
+        """Read the organisation again at the next :meth:`refresh` (a create was refused)."""
+        self._org_at = None
 
     def limit(self, model: str) -> int | None:
         s = self._settings

@@ -8,7 +8,9 @@ Runway), with this replica as the intent's ``owner`` and the database's ``now()`
 task id to :class:`~vidgen_generator.recorder.TaskRecorder`, which records it whatever it
 takes. When Runway definitely created nothing, the row is retried at ``retry_at`` (429
 honouring ``Retry-After``, 502/503, unreachable: backoff with jitter, up to
-``max_create_tries``) or failed with Runway's reason (other 4xx). Any other answer (500, 504,
+``max_create_tries``), held (Runway's daily cap and the organisation's credits: back to
+``pending`` with a wait reason, see :mod:`vidgen_generator.holds`) or failed with Runway's
+reason (other 4xx). Any other answer (500, 504,
 408, a timeout, an unreadable body) may come after the task was created and charged:
 :meth:`TaskCreator.apply_unknown` applies ``unknown_submission_policy``. A cancel requested
 meanwhile wins over any retry. Once the process is stopping, a claimed row goes back to
@@ -34,6 +36,7 @@ from vidgen_common.transient import is_transient
 from vidgen_common.uow import UnitOfWork
 from vidgen_generator import store
 from vidgen_generator.errors import ImageUnavailable
+from vidgen_generator.holds import DAILY_LIMIT, cost, is_out_of_credits, waiting
 from vidgen_generator.image import PromptImages
 from vidgen_generator.metrics import GeneratorMetrics
 from vidgen_generator.models import Submission
@@ -63,8 +66,11 @@ class TaskCreator:
         instance_id: str,
         stopping: Callable[[], bool] = lambda: False,
         on_rate_limited: Callable[[datetime], None] = lambda _: None,
+        on_out_of_credits: Callable[[int | None], None] = lambda _: None,
         rng: random.Random | None = None,
     ) -> None:
+        """``on_out_of_credits(price)``: a create was refused for the organisation's credits
+        (re-read the balance, hold what it does not cover)."""
         self._uow = uow
         self._runway = runway
         self._images = images
@@ -75,6 +81,7 @@ class TaskCreator:
         self._instance_id = instance_id
         self._stopping = stopping
         self._on_rate_limited = on_rate_limited
+        self._on_out_of_credits = on_out_of_credits
         self._rng = rng or random.Random()
 
     async def submit(self, row: Submission, token: str) -> None:
@@ -205,6 +212,8 @@ class TaskCreator:
                     session, row, from_state, token, "cancelled", claim_token=None, tries=tries
                 ):
                     uow.emit(cancelled(row, now))
+            elif c.code == DAILY_LIMIT or is_out_of_credits(c):
+                await self._hold(uow, row, from_state, token, c, now)
             elif c.verdict is Verdict.RETRY and tries < self._s.max_create_tries:
                 delay = self._backoff(tries, c.retry_after_s)
                 await self._move(
@@ -242,6 +251,61 @@ class TaskCreator:
                     total = await store.total_cost(session, row.generation_id)
                     uow.emit(failed(row, c, message, total, now))
             await uow.commit()
+
+    async def _hold(
+        self,
+        uow: UnitOfWork,
+        row: Submission,
+        from_state: str,
+        token: str,
+        c: Classified,
+        now: datetime,
+    ) -> None:
+        """Refused for the daily cap or the credits: nothing was created, so the row waits
+        (``pending``, its tries not counted) with the reason; the pass holds the rest."""
+        session = uow.session
+        s = self._s
+        if c.code == DAILY_LIMIT:
+            reason = "daily_cap_reached"
+            until: datetime | None = await store.daily_cap_until(
+                session, row.model, now, s.daily_cap_recheck_s
+            )
+        else:
+            reason = "organization_out_of_credits"
+            # Held until the balance covers it; without the balance, tried again later.
+            until = None
+            if not s.watch_organization_credits:
+                until = now + timedelta(seconds=s.daily_cap_recheck_s)
+        moved = await self._move(
+            session,
+            row,
+            from_state,
+            token,
+            "pending",
+            retry_at=until or now,
+            claim_token=None,
+            lease_until=None,
+            error_code=c.code,
+            error_message=c.message,
+            wait_reason=reason,
+            wait_until=until,
+        )
+        if moved and row.wait_reason != reason:
+            change = store.WaitChange(
+                row.generation_id, row.attempt, row.user_id, row.model, row.wait_reason,
+                reason, until,
+            )  # fmt: skip
+            uow.emit(waiting(change, now))
+        self._metrics.deferred.labels(c.code).inc()
+        if reason == "organization_out_of_credits":
+            self._on_out_of_credits(cost(row))
+        log.warning(
+            "create of %s refused by Runway (%s); it waits%s: %s",
+            row.generation_id,
+            reason,
+            f" until {until.isoformat()}" if until else "",
+            c.message,
+        )
 
     def count_unknown(self, cause: str) -> None:
         """Count one create of unknown outcome (after the policy was committed)."""

@@ -30,6 +30,15 @@ class GeneratorMetrics:
             "Due creates held back by the per-model concurrency budget (last claim pass)",
             registry=registry,
         )
+        self.waiting = Gauge(
+            "vidgen_generator_waiting",
+            "Pending creates held back, by reason: daily_cap_reached (Runway's daily cap of "
+            "their model; they go when its 24-hour window lets one more through) or "
+            "organization_out_of_credits (the organisation's creditBalance does not cover "
+            "them: add credits). Last claim pass; each change is also logged at WARNING",
+            ["reason"],
+            registry=registry,
+        )
         self.submitted = Counter(
             "vidgen_generator_tasks_submitted_total",
             "Runway tasks created, by model",

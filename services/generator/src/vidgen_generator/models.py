@@ -14,6 +14,10 @@ replicas. The intent records its ``owner`` (the replica sending the create) and
 ``intent_at`` by the database's clock. ``task_ended_at`` is set when the task's end is heard
 of (for the concurrency budget). ``priority`` (0 low, 1 normal, 2 high) orders one user's
 waiting rows; between users the claim goes by fair share (:func:`vidgen_generator.store.due`).
+``wait_reason`` / ``wait_until``: why a pending row is held back besides a busy slot (Runway's
+daily cap, until when; the organisation's credits) or, after such a hold, that it waits for a
+slot again (``waiting_for_capacity``); ``GenerationWaiting`` is sent when it changes (see
+:mod:`vidgen_generator.holds`).
 ``generator_cancels`` remembers cancel requests, whatever order events arrive in.
 
 ``generator_instances``: one row per live generator process, ``last_seen`` refreshed by the
@@ -68,6 +72,8 @@ class Submission(SQLModel, table=True):
     error_message: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+    wait_reason: str | None = None
+    wait_until: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -9,7 +9,7 @@ see SDK or httpx exceptions. ``create`` is sent once (the SDK's retries are off)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from vidgen_runway.sdk import SdkAdapter, classify_create_error
@@ -27,6 +27,28 @@ class CreateRequest:
     seed: int | None = None
 
 
+@dataclass(frozen=True)
+class Organization:
+    """What ``GET /v1/organization`` tells about the limits (None: no limit, or not said)."""
+
+    concurrency: dict[str, int | None] = field(default_factory=dict)
+    """``tier.models[m].maxConcurrentGenerations``"""
+    daily_max: dict[str, int | None] = field(default_factory=dict)
+    """``tier.models[m].maxDailyGenerations``"""
+    daily_used: dict[str, int] = field(default_factory=dict)
+    """``usage.models[m].dailyGenerations`` (Runway's rolling 24 hours)"""
+    credit_balance: int | None = None
+    """``creditBalance``"""
+
+    def daily_capped(self) -> set[str]:
+        """Models whose tier's daily generations are used up."""
+        return {
+            m
+            for m, most in self.daily_max.items()
+            if most is not None and self.daily_used.get(m, 0) >= most
+        }
+
+
 class RunwayClient(Protocol):
     """What the generator asks of Runway."""
 
@@ -40,8 +62,8 @@ class RunwayClient(Protocol):
         """Cancel (or delete, when it has ended) a task: ``DELETE /v1/tasks/{id}``. A task
         Runway no longer knows raises a ``runway_not_found`` verdict."""
 
-    async def concurrency_limits(self) -> dict[str, int | None]:
-        """``maxConcurrentGenerations`` per model, from ``GET /v1/organization``."""
+    async def organization(self) -> Organization:
+        """The tier's limits, the day's usage and the credit balance: ``GET /v1/organization``."""
 
 
 class SdkRunwayClient(SdkAdapter):
@@ -87,10 +109,16 @@ class SdkRunwayClient(SdkAdapter):
             raise self._failed("delete", exc) from exc
         self._count("delete", "ok")
 
-    async def concurrency_limits(self) -> dict[str, int | None]:
+    async def organization(self) -> Organization:
         try:
             org = await self._client.organization.retrieve()
         except Exception as exc:
             raise self._failed("organization", exc) from exc
         self._count("organization", "ok")
-        return {name: m.max_concurrent_generations for name, m in org.tier.models.items()}
+        tier = org.tier.models
+        return Organization(
+            concurrency={name: m.max_concurrent_generations for name, m in tier.items()},
+            daily_max={name: m.max_daily_generations for name, m in tier.items()},
+            daily_used={name: m.daily_generations for name, m in org.usage.models.items()},
+            credit_balance=org.credit_balance,
+        )

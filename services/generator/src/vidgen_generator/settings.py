@@ -71,7 +71,22 @@ class GeneratorSettings(ServiceSettings, FairShareSettings):
         False, description="use maxConcurrentGenerations of /v1/organization where not set"
     )
     organization_refresh_s: float = Field(
-        60.0, gt=0, description="how often /v1/organization is read for the budget"
+        60.0,
+        gt=0,
+        description="how often /v1/organization is read (budget, daily usage, credit balance)",
+    )
+    # Runway's daily cap (a rolling 24 hours) and the organisation's credits hold generations
+    # back (pending, GenerationWaiting) instead of failing them; see holds.py.
+    watch_organization_credits: bool = Field(
+        True,
+        description="read creditBalance of /v1/organization and hold back the creates it does "
+        "not cover (organization_out_of_credits) instead of sending them to be refused",
+    )
+    daily_cap_recheck_s: float = Field(
+        900.0,
+        gt=0,
+        description="a model at Runway's daily cap is tried again after this when the end of "
+        "its 24-hour window is unknown (no task of ours in it)",
     )
     budget_stale_s: float = Field(
         3600.0, gt=0, description="a task not heard of for this long no longer counts"

@@ -211,6 +211,7 @@ WITH RECURSIVE weights (user_id, weight) AS (
         FROM submissions p
         WHERE p.state = 'pending' AND p.model = q.model AND p.user_id = q.user_id
           AND p.retry_at <= :now
+          AND p.wait_reason IS DISTINCT FROM 'organization_out_of_credits'
         ORDER BY priority DESC, created_at, generation_id, attempt
         LIMIT :limit
     ) h
@@ -241,9 +242,10 @@ async def due(
     stale_s: float,
     weights: Mapping[str, float] | None = None,
 ) -> Sequence[Submission]:
-    """Up to ``limit`` pending rows due by ``now`` of models not in ``exclude_models``, in the
-    fair order (module docstring; ``weights`` per user id, 1 when unlisted; ``stale_s`` as
-    for :func:`in_flight_by_model`), locked (rows others hold locked are skipped)."""
+    """Up to ``limit`` pending rows due by ``now`` of models not in ``exclude_models`` and not
+    held for the organisation's credits, in the fair order (module docstring; ``weights`` per
+    user id, 1 when unlisted; ``stale_s`` as for :func:`in_flight_by_model`), locked (rows
+    others hold locked are skipped)."""
     weights = weights or {}
     params = {
         "now": now,
@@ -448,9 +450,13 @@ async def set_late_outcome(
 
 
 async def next_due_at(session: AsyncSession, exclude_models: Iterable[str] = ()) -> datetime | None:
-    """When the next pending row of a model with room in its budget is due (None: none is)."""
+    """When the next pending row of a model with room in its budget, not held for credits,
+    is due (None: none is)."""
     excluded = list(exclude_models)
-    sql = "SELECT min(retry_at) FROM submissions WHERE state = 'pending'"
+    sql = (
+        "SELECT min(retry_at) FROM submissions WHERE state = 'pending' "
+        "AND wait_reason IS DISTINCT FROM 'organization_out_of_credits'"
+    )
     if excluded:
         sql += " AND NOT (model = ANY(:excluded))"
     result = await run_sql(session, sql, {"excluded": excluded} if excluded else None)
@@ -472,19 +478,32 @@ async def mark_task_ended(
     return int(result.rowcount or 0)
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A pending row waiting long (see :func:`waiting_since`)."""
+
+    generation_id: str
+    attempt: int
+    model: str
+    retry_at: datetime
+    error_code: str | None
+    wait_reason: str | None
+
+
 async def waiting_since(
     session: AsyncSession, now: datetime, older_than_s: float, limit: int = 20
-) -> list[tuple[str, int, str, datetime, str | None]]:
-    """Pending rows created more than ``older_than_s`` ago: (generation, attempt, model,
-    retry_at, last error code), oldest first (to say in the log why each waits)."""
+) -> list[Waiting]:
+    """Pending rows created more than ``older_than_s`` ago, oldest first (to say in the log
+    why each waits)."""
     result = await run_sql(
         session,
-        "SELECT generation_id, attempt, model, retry_at, error_code FROM submissions "
-        "WHERE state = 'pending' AND created_at < :since ORDER BY created_at LIMIT :limit",
+        "SELECT generation_id, attempt, model, retry_at, error_code, wait_reason "
+        "FROM submissions WHERE state = 'pending' AND created_at < :since "
+        "ORDER BY created_at LIMIT :limit",
         {"since": now - timedelta(seconds=older_than_s), "limit": limit},
     )
-    rows = cast(list[tuple[str, int, str, datetime, str | None]], result.all())
-    return [(str(g), int(a), str(m), r, e) for g, a, m, r, e in rows]
+    rows = cast(list[tuple[str, int, str, datetime, str | None, str | None]], result.all())
+    return [Waiting(*row) for row in rows]
 
 
 async def count_due(session: AsyncSession, now: datetime, models: Sequence[str]) -> int:
@@ -498,3 +517,160 @@ async def count_due(session: AsyncSession, now: datetime, models: Sequence[str])
         {"now": now, "models": list(models)},
     )
     return int(result.scalar_one())
+
+
+# -- holds: Runway's daily cap and the organisation's credits (see vidgen_generator.holds) -----
+
+HELD = ("daily_cap_reached", "organization_out_of_credits")
+_HELD_SQL = (
+    "state = 'pending' AND wait_reason IN ('daily_cap_reached', 'organization_out_of_credits')"
+)
+
+
+@dataclass(frozen=True)
+class Held:
+    """The rows held now: per reason, how many; per model at its daily cap, until when."""
+
+    counts: dict[str, int]
+    caps: dict[str, datetime]
+
+
+async def held(session: AsyncSession, now: datetime) -> Held:
+    """What the held rows say (the index submissions_held: nothing to read when none is)."""
+    result = await run_sql(
+        session,
+        "SELECT wait_reason, model, count(*), max(wait_until) FROM submissions "  # noqa: S608
+        f"WHERE {_HELD_SQL} GROUP BY wait_reason, model",
+    )
+    counts: dict[str, int] = {}
+    caps: dict[str, datetime] = {}
+    rows = cast(list[tuple[str, str, int, datetime | None]], result.all())
+    for reason, model, n, until in rows:
+        counts[reason] = counts.get(reason, 0) + int(n)
+        if reason == "daily_cap_reached" and until is not None and until > now:
+            caps[str(model)] = until
+    return Held(counts, caps)
+
+
+async def daily_cap_until(
+    session: AsyncSession, model: str, now: datetime, recheck_s: float
+) -> datetime:
+    """When Runway's daily cap of ``model`` (a rolling 24 hours) should let one more task
+    through: 24 h after the oldest task we submitted for it in the last 24 h; when that is
+    unknown (none of ours, or already past), ``now + recheck_s``."""
+    day = timedelta(days=1)
+    result = await run_sql(
+        session,
+        "SELECT min(submitted_at) FROM submissions WHERE model = :m AND submitted_at > :since "
+        "AND runway_task_id IS NOT NULL",
+        {"m": model, "since": now - day},
+    )
+    oldest = result.scalar_one_or_none()
+    if isinstance(oldest, datetime) and oldest + day > now:
+        return oldest + day
+    return now + timedelta(seconds=recheck_s)
+
+
+@dataclass(frozen=True)
+class WaitChange:
+    """A pending row whose wait reason changed (``was`` → ``reason``)."""
+
+    generation_id: str
+    attempt: int
+    user_id: str
+    model: str
+    was: str | None
+    reason: str | None
+    until: datetime | None
+
+
+# Each pending row's wanted reason: its model at the daily cap (until then); a refusal for
+# credits with a recheck time (credits not watched) until that time; a cost the credits left do
+# not cover; else, after one of those holds, waiting_for_capacity. Rows a handler holds locked
+# are skipped (done at the next pass). Only rows whose reason or until changes are written.
+_SYNC = """
+WITH caps (model, until) AS (
+    SELECT * FROM unnest(CAST(:cap_models AS text[]), CAST(:cap_untils AS timestamptz[]))
+), prices (model, per_s) AS (
+    SELECT * FROM unnest(CAST(:price_models AS text[]), CAST(:price_per_s AS int[]))
+), wanted AS (
+    SELECT s.generation_id, s.attempt, s.wait_reason AS was, s.wait_until AS was_until, w.*
+    FROM submissions s
+    LEFT JOIN caps c ON c.model = s.model
+    LEFT JOIN prices p ON p.model = s.model
+    CROSS JOIN LATERAL (SELECT
+        CASE
+            WHEN c.model IS NOT NULL THEN 'daily_cap_reached'
+            WHEN s.wait_reason = 'organization_out_of_credits' AND s.wait_until > :now
+                THEN s.wait_reason
+            WHEN coalesce(s.estimated_cost_credits, p.per_s * s.duration)
+                 > CAST(:available AS bigint) THEN 'organization_out_of_credits'
+            WHEN s.wait_reason IN ('daily_cap_reached', 'organization_out_of_credits')
+                THEN 'waiting_for_capacity'
+            ELSE s.wait_reason
+        END AS reason,
+        CASE
+            WHEN c.model IS NOT NULL THEN c.until
+            WHEN s.wait_reason = 'organization_out_of_credits' AND s.wait_until > :now
+                THEN s.wait_until
+        END AS until
+    ) w
+    WHERE s.state = 'pending' AND ({scope})
+    FOR UPDATE OF s SKIP LOCKED
+)
+UPDATE submissions s SET wait_reason = w.reason, wait_until = w.until, updated_at = :now
+FROM wanted w
+WHERE s.generation_id = w.generation_id AND s.attempt = w.attempt
+  AND (w.was IS DISTINCT FROM w.reason OR w.was_until IS DISTINCT FROM w.until)
+RETURNING s.generation_id, s.attempt, s.user_id, s.model, w.was, w.reason, w.until
+"""
+
+
+async def sync_holds(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    caps: Mapping[str, datetime],
+    available: int | None,
+    prices: Mapping[str, int],
+    every_row: bool,
+) -> list[WaitChange]:
+    """Set each pending row's wait reason (see ``_SYNC``) in one statement; returns the rows
+    that changed. Only the held rows and the rows of capped models are read, unless
+    ``every_row`` (the credits are short: any row may not fit); ``available``: the credits
+    left (None: not watched); ``prices``: credits per second by model, for rows with no
+    ``estimated_cost_credits``."""
+    scope = "TRUE"
+    if not every_row:
+        scope = "s.wait_reason IN ('daily_cap_reached', 'organization_out_of_credits')"
+        if caps:
+            scope += " OR s.model = ANY(CAST(:cap_models AS text[]))"
+    result = await run_sql(
+        session,
+        _SYNC.format(scope=scope),
+        {
+            "now": now,
+            "cap_models": list(caps),
+            "cap_untils": list(caps.values()),
+            "available": available,
+            "price_models": list(prices),
+            "price_per_s": list(prices.values()),
+        },
+    )
+    rows = cast(
+        list[tuple[str, int, str, str, str | None, str | None, datetime | None]], result.all()
+    )
+    return [WaitChange(*row) for row in rows]
+
+
+async def hold_for_credits(
+    session: AsyncSession, now: datetime, rows: Sequence[Submission]
+) -> None:
+    """Hold ``rows`` (locked by the claim) for the organisation's credits."""
+    await run_sql(
+        session,
+        "UPDATE submissions SET wait_reason = 'organization_out_of_credits', wait_until = NULL, "
+        "updated_at = :now WHERE state = 'pending' AND (generation_id, attempt) IN "
+        "(SELECT * FROM unnest(CAST(:g AS text[]), CAST(:a AS int[])))",
+        {"now": now, "g": [r.generation_id for r in rows], "a": [r.attempt for r in rows]},
+    )

@@ -8,7 +8,9 @@ Each pass (every replica runs one, ``run`` until ``stop``):
    create in flight stands for, and any intent older than ``intent_stale_s`` follow
    ``unknown_submission_policy`` (see :mod:`vidgen_generator.creator`); late tasks whose
    cancel failed are tried again.
-2. **claim**: due ``pending`` rows, in the fair order of :func:`vidgen_generator.store.due`
+2. **claim**: the rows held for Runway's daily cap or the organisation's credits are set
+   (:mod:`vidgen_generator.holds`: ``GenerationWaiting`` when a row's reason changes); then due
+   ``pending`` rows not held, in the fair order of :func:`vidgen_generator.store.due`
    (per model, the user with the fewest tasks in flight and picked so far, divided by the
    user's weight ``user_weights``, goes first; within a user, ``priority`` then age), within
    the per-model budget, become ``claimed`` (lease + token) in one transaction serialised
@@ -60,6 +62,7 @@ from vidgen_common.workloop import Pace, WorkLoop, WorkSpec
 from vidgen_generator import store
 from vidgen_generator.budget import Budget
 from vidgen_generator.creator import TaskCreator
+from vidgen_generator.holds import Holds
 from vidgen_generator.liveness import Liveness
 from vidgen_generator.metrics import GeneratorMetrics
 from vidgen_generator.models import Submission
@@ -81,8 +84,10 @@ class Submitter:
         tracer: Tracer | None = None,
         clock: Callable[[], datetime] = utc_now,
         pace: Pace | None = None,
+        holds: Holds | None = None,
     ) -> None:
         self._uow = uow
+        self._holds = holds or Holds(settings, metrics)
         self._creator = creator
         self._budget = budget
         self._s = settings
@@ -90,6 +95,7 @@ class Submitter:
         self._liveness = liveness
         self._clock = clock
         self._full_models: set[str] = set()
+        self._caps: dict[str, datetime] = {}  # models at Runway's daily cap, until when
         self._stall_logged: dict[tuple[str, int], datetime] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._heartbeat_stop = asyncio.Event()
@@ -161,11 +167,13 @@ class Submitter:
         log.info("stopped: no create in flight")
 
     async def _next_due_at(self) -> datetime | None:
-        """Rows of a model whose budget is full are not due: the loop sleeps until a task
-        ends (its handler wakes the loop) or ``submit_poll_interval_s``, instead of passing
-        again every ``min_sleep_s`` while a backlog waits for a slot."""
+        """Rows of a model whose budget is full, or held (daily cap, credits), are not due:
+        the loop sleeps until a task ends (its handler wakes the loop), a cap should lift or
+        ``submit_poll_interval_s``, instead of passing again every ``min_sleep_s`` while a
+        backlog waits."""
         async with self._uow() as uow:
-            return await store.next_due_at(uow.session, self._full_models)
+            due = await store.next_due_at(uow.session, self._full_models | set(self._caps))
+        return min([due, *self._caps.values()] if due else self._caps.values(), default=None)
 
     # -- sweep and claim -----------------------------------------------------------------------
 
@@ -240,15 +248,20 @@ class Submitter:
             await uow.commit()
         self._metrics.stalled.set(len(rows))
         keep: dict[tuple[str, int], datetime] = {}
-        for gid, attempt, model, retry_at, error_code in rows:
+        for w in rows:
+            gid, attempt, model, retry_at = w.generation_id, w.attempt, w.model, w.retry_at
             key = (gid, attempt)
             last = self._stall_logged.get(key)
             keep[key] = last or now
             if last is not None and (now - last).total_seconds() < s.stall_warn_s:
                 continue
             keep[key] = now
-            if retry_at > now:
-                why = f"a retry is due in {(retry_at - now).total_seconds():.0f} s ({error_code})"
+            if w.wait_reason == "organization_out_of_credits":
+                why = "the organisation's Runway credits do not cover it"
+            elif model in self._caps:
+                why = f"Runway's daily cap of {model} (until {self._caps[model].isoformat()})"
+            elif retry_at > now:
+                why = f"a retry is due in {(retry_at - now).total_seconds():.0f} s ({w.error_code})"
             elif self._loop.paused(now):
                 why = "Runway asked to slow down (Retry-After)"
             elif model in self._full_models:
@@ -271,18 +284,20 @@ class Submitter:
 
     async def _claim(self, free: int) -> list[tuple[Submission, str]]:
         now = self._clock()
-        await self._budget.refresh()
+        fresh = await self._budget.refresh()
         picked: list[tuple[Submission, str]] = []
         held_back = 0
         async with self._uow() as uow:
             session = uow.session
             await store.lock_claims(session)
+            holds = await self._holds.before_claim(session, now, self._budget.organization, fresh)
             in_flight = await store.in_flight_by_model(session, now, self._s.budget_stale_s)
+            full = self._budget.full_models(in_flight)
             rows = await store.due(
                 session,
                 now,
                 free * 4,
-                self._budget.full_models(in_flight),
+                [*full, *holds.caps],
                 stale_s=self._s.budget_stale_s,
                 weights=self._s.user_weights,
             )
@@ -293,11 +308,17 @@ class Submitter:
                 if not self._budget.has_room(row.model, counts):
                     held_back += 1
                     continue
+                if not holds.fits(row):
+                    continue  # held for credits from the next pass on
                 token = await store.mark_claimed(session, row, now, self._s.claim_lease_s)
                 counts[row.model] = counts.get(row.model, 0) + 1
                 picked.append((row, token))
-            held_back += await store.count_due(session, now, self._budget.full_models(in_flight))
+            held_back += await store.count_due(session, now, full)
+            await self._holds.after_claim(
+                uow, now, holds, {(r.generation_id, r.attempt) for r, _ in picked}
+            )
             await uow.commit()
+        self._caps = holds.caps
         self._full_models = set(self._budget.full_models(counts))
         self._metrics.waiting_for_budget.set(held_back)
         return picked

@@ -56,7 +56,7 @@ from vidgen_common.migrations import COMMON_MIGRATIONS, Migration, migrate
 from vidgen_common.ops import Dispatch, ops_app, serve_http
 from vidgen_common.relay import OutboxRelay
 from vidgen_common.replay import BrokerGuard
-from vidgen_common.settings import KafkaSettings, ServiceSettings
+from vidgen_common.settings import ServiceSettings
 from vidgen_common.telemetry import build_tracer_provider
 from vidgen_common.transient import is_transient
 from vidgen_common.uow import UnitOfWork
@@ -155,14 +155,12 @@ class ServiceRuntime:
         handlers: Mapping[type[EventData], Handler],
         *,
         on_dead_letter: DeadLetterHook | None = None,
-        kafka: KafkaSettings | None = None,
     ) -> None:
         """Consume ``handlers``' event types as ``group_id``; ``on_dead_letter`` brings the
-        generation of an event given up on to a terminal state (see the consumer module);
-        ``kafka``: this consumer's own Kafka settings (default: the service's)."""
+        generation of an event given up on to a terminal state (see the consumer module)."""
         self.consumers.append(
             ConsumerRunner(
-                kafka or self.settings.kafka,
+                self.settings.kafka,
                 group_id=group_id,
                 handlers=handlers,
                 dead_letters=self.publisher,

@@ -39,13 +39,6 @@ class KafkaSettings(BaseSettings):
         300_000, ge=1_000, description="longest gap between polls before a consumer is dropped"
     )
     request_timeout_ms: int = Field(30_000, ge=1_000, description="Kafka request timeout")
-    fetch_max_wait_ms: int = Field(
-        500,
-        ge=0,
-        le=60_000,
-        description="longest a consumer's fetch waits at the broker for new records (lower: "
-        "less delay on brokers that wait it out after an offset commit, more fetch requests)",
-    )
     partitions: int = Field(6, ge=1, description="partitions of topics created on start-up")
     replication_factor: int = Field(
         1, ge=1, description="replication of topics created on start-up"

@@ -75,11 +75,7 @@ def bootstrap(
         tracer=rt.tracer,
     )
     handlers = NotifierHandlers(rt.uow, wake=deliverer.wake.set)
-    # its own fetch bound: the time from an event to its webhook is what it is for
-    kafka = settings.kafka.model_copy(
-        update={"fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms}
-    )
-    rt.add_consumer(settings.kafka.topic_prefix + CONSUMER, handlers.table(), kafka=kafka)
+    rt.add_consumer(settings.kafka.topic_prefix + CONSUMER, handlers.table())
     rt.add_loop("deliveries", deliverer.run)
     webhooks = Webhooks(rt.sessions, vault, settings, wake=deliverer.wake.set)
     app = create_app(

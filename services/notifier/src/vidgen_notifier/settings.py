@@ -85,13 +85,6 @@ class NotifierSettings(ServiceSettings, JwtSettings):
     )
     webhook_idle_s: float = Field(1.0, gt=0, description="longest sleep of the delivery loop")
     webhook_page_max: int = Field(100, ge=1, description="largest page of the delivery log")
-    consumer_fetch_max_wait_ms: int = Field(
-        50,
-        ge=0,
-        le=60_000,
-        description="KAFKA_FETCH_MAX_WAIT_MS of the notifier's consumer: a webhook waits for "
-        "it on brokers that hold a fetch its whole bound after an offset commit",
-    )
 
     @property
     def allowed_targets(self) -> AllowList:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -138,3 +139,19 @@ def test_user_weights_must_be_positive(weight: float) -> None:
 
     with pytest.raises(ValidationError):
         GeneratorSettings(user_weights={"user-a": weight})
+
+
+async def test_ties_go_by_the_requests_time_not_by_when_the_events_arrived(
+    make_generator: Make, request_event: Any
+) -> None:
+    """Equal scores are ordered by the time of the request, as the gateway's queue view
+    orders them: events from several partitions arrive in another order."""
+    gen = make_generator(model_budgets={"gen4_turbo": 1}, max_concurrent_submissions=1)
+    asked = gen.clock.now
+    for gid, user, late_s in (("b-1", "user-b", 2), ("a-1", "user-a", 1), ("c-1", "user-c", 3)):
+        gen.clock.advance(1)  # a-1 was asked for before b-1 but arrives after it
+        await gen.deliver(
+            request_event(gid, user_id=user, requested_at=asked + timedelta(seconds=late_s))
+        )
+    assert await gen.pass_() == 1
+    assert [e["generationId"] for e in await gen.events("task-submitted")] == ["a-1"]

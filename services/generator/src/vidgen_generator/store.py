@@ -9,7 +9,8 @@ finds out and does nothing.
     (the user's tasks of that model in flight + the row's rank among the user's due rows
      of that model) / weight(user)
 
-lowest first, ties by ``created_at`` then generation id. The rank is 1, 2, … in the user's
+lowest first, ties by ``created_at`` (the request's time, kept by later attempts) then
+generation id. The rank is 1, 2, … in the user's
 own order (``priority`` high → low, then oldest first); in flight is what the budget counts
 (:func:`in_flight_by_model`), per user. A user with 2 tasks running and 20 waiting scores 3,
 4, …; a newcomer's single row scores 1 and takes the next free slot. Because the rank counts
@@ -54,7 +55,7 @@ INSERT INTO submissions (
 ) VALUES (
     :generation_id, :attempt, :user_id, :project_id, :image_key, :image_content_type, :prompt,
     :model, :ratio, :duration, :seed, :priority, :state, :now, :traceparent, :tracestate,
-    :now, :now
+    coalesce(CAST(:created_at AS timestamptz), :now), :now
 ) ON CONFLICT DO NOTHING RETURNING 1
 """
 
@@ -77,6 +78,9 @@ class NewSubmission:
     priority: int = PRIORITIES["normal"]
     traceparent: str | None = None
     tracestate: str | None = None
+    # the request's time, for the fair order's ties: the gateway orders its queue view by the
+    # same moment (its own arrival order here, by partition, differs from the requests')
+    created_at: datetime | None = None
 
     @classmethod
     def from_request(
@@ -97,6 +101,7 @@ class NewSubmission:
             priority=PRIORITIES[req.priority],
             traceparent=traceparent,
             tracestate=tracestate,
+            created_at=req.requested_at,
         )
 
     @classmethod
@@ -116,6 +121,7 @@ class NewSubmission:
             priority=row.priority,
             traceparent=row.traceparent,
             tracestate=row.tracestate,
+            created_at=row.created_at,  # a new attempt keeps the request's place
         )
 
 

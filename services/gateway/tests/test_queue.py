@@ -10,7 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from vidgen_common.events import GenerationCompleted, TaskSubmitted, VideoReady
+from vidgen_common.events import (
+    GenerationCompleted,
+    GenerationRequested,
+    TaskSubmitted,
+    VideoReady,
+)
+from vidgen_gateway.queue import _at as at_ms
 from vidgen_gateway.queue import play
 from vidgen_gateway.settings import GatewaySettings
 from vidgen_testing.sse import Stream
@@ -112,38 +118,75 @@ async def test_weights_give_a_user_a_larger_share(generate: Any, status: Any) ->
     assert (await status("heavy", heavy[0]))["queueReason"] == "submitting"
 
 
+async def _finish_one(
+    generate: Any, feed: Any, *, start: datetime, asked: datetime | None = None
+) -> None:
+    """A 5 s video of "past" whose task took 8 s, then 1 s to store; asked for now (through
+    the API) or at ``asked`` (its request event)."""
+    if asked is None:
+        gid = await generate("past")
+    else:
+        gid = f"past-{asked.timestamp()}"
+        await feed(
+            GenerationRequested(
+                generation_id=gid,
+                project_id="p-past",
+                user_id="past",
+                image_key="images/past/a.png",
+                image_content_type="image/png",
+                prompt="a slow pan over a misty lake",
+                model="gen4_turbo",
+                ratio="1280:720",
+                duration=5,
+                requested_at=asked,
+            )
+        )
+    await feed(_submitted(gid, "past", slots=1, at=start))
+    await feed(
+        VideoReady(
+            generation_id=gid,
+            user_id="past",
+            runway_task_id=f"task-{gid}",
+            output_urls=["https://runway.example/out.mp4"],
+            fetched_at=start + timedelta(seconds=8),
+        )
+    )
+    await feed(
+        GenerationCompleted(
+            generation_id=gid,
+            user_id="past",
+            video_key="v.mp4",
+            thumbnail_key="v.jpg",
+            size_bytes=1,
+            sha256="ab" * 32,
+            duration_seconds=5.0,
+            width=1280,
+            height=720,
+            codec="h264",
+            completed_at=start + timedelta(seconds=9),
+        )
+    )
+
+
+async def test_the_first_finished_task_replaces_the_prior_at_once(
+    generate: Any, feed: Any, status: Any
+) -> None:
+    # the prior (12 s per video second) was kept for 30 s once read: a backlog asked for
+    # just before the first tasks ended got estimates many times too long
+    waiting = await generate("bob")
+    before = await status("bob", waiting)
+    assert _at(before["estimatedCompletionAt"]) > datetime.now(UTC) + timedelta(seconds=55)
+    await _finish_one(generate, feed, start=datetime.now(UTC) - timedelta(seconds=20))
+    after = await status("bob", waiting)
+    assert _at(after["estimatedCompletionAt"]) < datetime.now(UTC) + timedelta(seconds=12)
+
+
 async def test_estimates_come_from_the_tasks_that_finished(
     generate: Any, feed: Any, status: Any
 ) -> None:
     now = datetime.now(UTC)
     for i in range(3):  # tasks of 8 s, then 1 s to store the video
-        gid = await generate("past")
-        start = now - timedelta(seconds=60 - i)
-        await feed(_submitted(gid, "past", slots=1, at=start))
-        await feed(
-            VideoReady(
-                generation_id=gid,
-                user_id="past",
-                runway_task_id=f"task-{gid}",
-                output_urls=["https://runway.example/out.mp4"],
-                fetched_at=start + timedelta(seconds=8),
-            )
-        )
-        await feed(
-            GenerationCompleted(
-                generation_id=gid,
-                user_id="past",
-                video_key="v.mp4",
-                thumbnail_key="v.jpg",
-                size_bytes=1,
-                sha256="ab" * 32,
-                duration_seconds=5.0,
-                width=1280,
-                height=720,
-                codec="h264",
-                completed_at=start + timedelta(seconds=9),
-            )
-        )
+        await _finish_one(generate, feed, start=now - timedelta(seconds=60 - i))
     running = await generate("alice")
     began = datetime.now(UTC) - timedelta(seconds=2)
     await feed(_submitted(running, "alice", slots=1, at=began))
@@ -155,11 +198,12 @@ async def test_estimates_come_from_the_tasks_that_finished(
     )
     wait = await status("bob", queued)
     assert (wait["queuePosition"], wait["queueReason"]) == (1, "waiting_for_capacity")
+    # it takes the slot VIDGEN_ETA_REFILL_S (0.4 s) after the running task's end
     assert _at(wait["estimatedStartAt"]) == pytest.approx(
-        began + timedelta(seconds=8), abs=timedelta(milliseconds=5)
+        began + timedelta(seconds=8.4), abs=timedelta(milliseconds=5)
     )
     assert _at(wait["estimatedCompletionAt"]) == pytest.approx(
-        began + timedelta(seconds=17), abs=timedelta(milliseconds=5)
+        began + timedelta(seconds=17.4), abs=timedelta(milliseconds=5)
     )
 
 
@@ -267,4 +311,34 @@ async def test_the_generators_reason_to_hold_it_back_is_shown_until_it_starts(
         "generating",
         None,
         None,
+    )
+
+
+def test_an_estimate_is_never_shown_earlier_than_the_moment_it_stands_for() -> None:
+    # the daily-cap start is max(estimate, waitingUntil): rounding it to the nearest
+    # millisecond showed it up to half a millisecond before waitingUntil
+    for micros in (0, 1, 499, 500, 501, 999_999, 10_267, 10_999):
+        moment = datetime(2026, 12, 3, 0, 31, 10, micros, tzinfo=UTC)
+        shown = at_ms(moment.timestamp())
+        assert shown >= moment
+        assert shown - moment < timedelta(milliseconds=1)
+        assert shown.microsecond % 1000 == 0
+
+
+async def test_the_slots_turnover_is_learnt_from_the_waiting_ones_submissions(
+    generate: Any, feed: Any, status: Any
+) -> None:
+    # one slot: the second was asked for while the first ran and went 0.7 s after its end
+    t = datetime.now(UTC) - timedelta(seconds=60)
+    await _finish_one(generate, feed, asked=t, start=t)
+    await _finish_one(
+        generate, feed, asked=t + timedelta(seconds=1), start=t + timedelta(seconds=8.7)
+    )
+    running = await generate("alice")
+    began = datetime.now(UTC) - timedelta(seconds=2)
+    await feed(_submitted(running, "alice", slots=1, at=began))
+    queued = await generate("bob")
+    wait = await status("bob", queued)
+    assert _at(wait["estimatedStartAt"]) == pytest.approx(
+        began + timedelta(seconds=8.7), abs=timedelta(milliseconds=5)
     )

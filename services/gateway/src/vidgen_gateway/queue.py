@@ -12,10 +12,15 @@ Estimates: task times (submitted to the end seen, ``task_ended_at``) and the tai
 to completed: download, checks, poster) of the last ``VIDGEN_ETA_HISTORY`` completed
 generations of the same model and duration give a median and a 90th percentile; without
 history, ``VIDGEN_ETA_PRIOR_S_PER_VIDEO_S`` x duration (p90 1.5 x that). The slots are then
-played forward: each running task ends at its start plus the median (not before now), each
-generation ahead takes the next free slot for a median task, and this one starts at the next
-free slot after them. ``estimatedCompletionP90At`` plays the same with the 90th percentiles:
-an upper bound that is exceeded about one time in ten. A running generation's completion is
+played forward: each running task ends at its start plus the median (not before now), a slot
+is taken again the learnt refill after a task ended (the median time from a task's end seen
+to the next waiting generation's submission, over the model's last ``VIDGEN_ETA_HISTORY``
+submissions; ``VIDGEN_ETA_REFILL_S`` until one was seen), each generation ahead takes the
+next free slot for a median task, and this one starts at the next free slot after them.
+``estimatedCompletionP90At`` plays the same with the 90th percentiles: an upper bound that is
+exceeded about one time in ten. Learnt figures are re-read at most every 30 s once they rest
+on 20 tasks, every second before, and the priors are never kept (the first tasks to end
+replace them at once). A running generation's completion is
 its start plus the median task and tail, never before now.
 
 When the generator says it holds the generation back for another reason
@@ -28,6 +33,7 @@ in the estimates (they move later as the generation waits).
 from __future__ import annotations
 
 import heapq
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +54,11 @@ Reason = Literal[
 ]
 
 _TAIL_PRIOR_S = 3.0  # download, checks and poster, before anything was learnt
-_STATS_TTL_S = 30.0  # learnt times are re-read at most this often per process
+_STATS_TTL_S = 30.0  # learnt times are re-read at most this often per process...
+_STATS_SETTLED = 20  # ...once they rest on this many tasks (or the whole history); before,
+_STATS_TTL_FEW_S = 1.0  # at most this stale, and the prior is not kept at all: the first
+# tasks that end must replace it at once (a backlog asked for just before got estimates
+# many times too long for 30 s)
 _PLAYED_MAX = 5_000  # beyond this many ahead, a fluid estimate instead of playing each
 
 _AHEAD_SQL = f"""
@@ -86,6 +96,22 @@ _LEARNT = text(
     WHERE model = :m AND duration = :d AND status = 'completed'
       AND task_ended_at IS NOT NULL AND submitted_at IS NOT NULL
     ORDER BY completed_at DESC LIMIT :n
+    """
+)
+
+# the refill: for each of the model's latest submissions that had waited for a slot (asked
+# for before the end it followed), the time from the latest task end seen before it
+_REFILLS = text(
+    """
+    SELECT EXTRACT(EPOCH FROM g.submitted_at - e.ended) AS gap_s
+    FROM (SELECT submitted_at, created_at FROM generations
+          WHERE model = :m AND submitted_at IS NOT NULL
+          ORDER BY submitted_at DESC LIMIT :n) AS g
+    CROSS JOIN LATERAL (
+        SELECT max(o.task_ended_at) AS ended FROM generations o
+        WHERE o.model = :m AND o.task_ended_at IS NOT NULL
+          AND o.task_ended_at <= g.submitted_at AND o.task_ended_at > g.created_at) AS e
+    WHERE e.ended IS NOT NULL
     """
 )
 
@@ -152,11 +178,33 @@ class Queue:
         self._s = settings
         self._clock = clock
         self._times: dict[tuple[str, int], tuple[float, Times]] = {}
+        self._refills: dict[str, tuple[float, tuple[float, float], int]] = {}
+
+    def _fresh(self, read_at: float, samples: int) -> bool:
+        settled = samples >= min(_STATS_SETTLED, self._s.eta_history)
+        return self._clock() - read_at < (_STATS_TTL_S if settled else _STATS_TTL_FEW_S)
+
+    async def refill(self, session: AsyncSession, model: str) -> tuple[float, float]:
+        """Median and 90th percentile of the seconds from a task's end seen to the next
+        waiting generation's submission (``VIDGEN_ETA_REFILL_S`` for both until one was
+        seen): the event hops, the claim and the create, as measured here."""
+        cached = self._refills.get(model)
+        if cached is not None and self._fresh(cached[0], cached[2]):
+            return cached[1]
+        rows = (await run_sql(session, _REFILLS, {"m": model, "n": self._s.eta_history})).all()
+        gaps = [max(0.0, float(r.gap_s)) for r in rows]
+        if not gaps:
+            return self._s.eta_refill_s, self._s.eta_refill_s
+        found = _quantiles(gaps)
+        if len(self._refills) > 1_000:
+            self._refills.clear()
+        self._refills[model] = (self._clock(), found, len(gaps))
+        return found
 
     async def times(self, session: AsyncSession, model: str, duration: int) -> Times:
         key = (model, duration)
         cached = self._times.get(key)
-        if cached is not None and self._clock() - cached[0] < _STATS_TTL_S:
+        if cached is not None and self._fresh(cached[0], cached[1].samples):
             return cached[1]
         rows = (
             await run_sql(session, _LEARNT, {"m": model, "d": duration, "n": self._s.eta_history})
@@ -171,7 +219,8 @@ class Queue:
         found = Times(t50, t90, l50, l90, len(tasks))
         if len(self._times) > 1_000:
             self._times.clear()
-        self._times[key] = (self._clock(), found)
+        if tasks:
+            self._times[key] = (self._clock(), found)
         return found
 
     async def estimate(self, session: AsyncSession, gen: Generation, now: datetime) -> Estimate:
@@ -220,18 +269,22 @@ class Queue:
         times = {d: await self.times(session, m, d) for d in durations}
         epoch = now.timestamp()
 
-        def when(pick: Callable[[Times], float]) -> float:
+        refill50, refill90 = await self.refill(session, m)  # a slot's turnover after an end
+
+        def when(pick: Callable[[Times], float], refill: float) -> float:
             ends = [
-                (r.submitted_at.timestamp() if r.submitted_at else epoch) + pick(times[r.duration])
+                (r.submitted_at.timestamp() if r.submitted_at else epoch)
+                + pick(times[r.duration])
+                + refill
                 for r in running
             ]
-            ahead = [(pick(times[int(r.duration)]), int(r.n)) for r in ahead_rows]
+            ahead = [(pick(times[int(r.duration)]) + refill, int(r.n)) for r in ahead_rows]
             return play(epoch, slots, ends, ahead)
 
         if gen.wait_reason == "organization_out_of_credits":  # until credits are added
             return Estimate(position, "organization_out_of_credits")
-        start50 = when(lambda t: t.task_p50)
-        start90 = max(start50, when(lambda t: t.task_p90))
+        start50 = when(lambda t: t.task_p50, refill50)
+        start90 = max(start50, when(lambda t: t.task_p90, refill90))
         if gen.wait_reason == "daily_cap_reached":
             reason = "daily_cap_reached"
             if gen.wait_until is not None:
@@ -255,4 +308,6 @@ class Queue:
 
 
 def _at(epoch: float) -> datetime:
-    return datetime.fromtimestamp(round(epoch, 3), tz=UTC)
+    """Whole milliseconds, rounded up: an estimate is "not before", and the start of one held
+    for the daily cap must not show a sliver earlier than its ``waitingUntil``."""
+    return datetime.fromtimestamp(math.ceil(epoch * 1000) / 1000, tz=UTC)

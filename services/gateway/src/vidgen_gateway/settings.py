@@ -102,6 +102,13 @@ class GatewaySettings(ServiceSettings, JwtSettings, FairShareSettings):
     eta_history: int = Field(
         200, ge=1, description="recent finished tasks per model and duration the estimates use"
     )
+    eta_refill_s: float = Field(
+        0.4,
+        ge=0,
+        description="time from a task's end being seen to the next task taking its slot, "
+        "assumed until the model's submissions have shown it (bench/slots.py prints it by "
+        "stage)",
+    )
 
     web_enabled: bool = Field(True, description="serve the web page (web/) at /")
     web_dir: str = Field(

@@ -293,6 +293,7 @@ class Gen:
     completed_at: float | None = None  # the status API's completedAt
     # (when seen, estimatedCompletionAt) pairs, as the stream sent them
     estimates: list[tuple[float, float]] = field(default_factory=list)
+    first_p90: float | None = None  # the first estimatedCompletionP90At seen
 
 
 async def follow(http: httpx.AsyncClient, gen: Gen, headers: dict[str, str]) -> None:
@@ -324,6 +325,8 @@ def note(gen: Gen, state: dict[str, Any]) -> None:
     status = state.get("status")
     if state.get("estimatedCompletionAt"):
         gen.estimates.append((time.time(), _epoch(state["estimatedCompletionAt"])))
+        if gen.first_p90 is None and state.get("estimatedCompletionP90At"):
+            gen.first_p90 = _epoch(state["estimatedCompletionP90At"])
     if state.get("completedAt") and gen.completed_at is None:
         gen.completed_at = _epoch(state["completedAt"])
     if status == "completed" and gen.completed_seen is None:

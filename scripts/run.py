@@ -26,6 +26,7 @@ from vidgen_common.devtokens import DevTokenSettings, mint_dev_token
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_FILE = ROOT / ".local" / "infra.env"
+NOTIFIER_FETCH_MAX_WAIT_MS = 50  # see build(); KAFKA_FETCH_MAX_WAIT_MS overrides it
 COLORS = ["36", "33", "35", "32", "34", "31", "96", "93", "95", "92"]
 
 
@@ -178,13 +179,17 @@ def build(env: dict[str, str], sim_port: int, gateway_port: int) -> list[Proc]:
                     next(colors),
                 )
             )
-    # the notifier emits no events: one worker process, no relay (port 8004)
+    # the notifier emits no events: one worker process, no relay (port 8004). Its consumer's
+    # hop is most of a webhook's delay, and the local broker (tansu) waits out a fetch's bound
+    # before it answers, so the notifier alone fetches with a short one (bench/webhooks.py;
+    # every service with it made the pipeline slower: more fetches on the broker's storage).
     notifier_port = gateway_port + 4
+    notifier_env = {"KAFKA_FETCH_MAX_WAIT_MS": str(NOTIFIER_FETCH_MAX_WAIT_MS), **env}
     procs.append(
         Proc(
             "notifier",
             [python, "-m", "vidgen_notifier"],
-            {**env, "VIDGEN_ROLE": "worker", "VIDGEN_HTTP_PORT": str(notifier_port)},
+            {**notifier_env, "VIDGEN_ROLE": "worker", "VIDGEN_HTTP_PORT": str(notifier_port)},
             f"http://127.0.0.1:{notifier_port}/readyz",
             next(colors),
         )

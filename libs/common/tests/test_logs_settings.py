@@ -60,3 +60,24 @@ def test_kafka_sasl_over_tls_passes_credentials_and_a_tls_context() -> None:
 def test_kafka_sasl_without_credentials_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="KAFKA_SASL_USERNAME"):
         KafkaSettings(security_protocol="SASL_PLAINTEXT").client_options()
+
+
+async def test_a_consumers_fetch_bound_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local broker answers a fetch only when its bound has passed: the notifier runs with
+    a short one (scripts/run.py), every other consumer keeps Kafka's 500 ms."""
+    from vidgen_common.bus import ConsumerRunner
+
+    async def bound(settings: KafkaSettings) -> int:
+        runner = ConsumerRunner(settings, group_id="g", handlers={}, dead_letters=None)
+        consumer = runner._new_consumer()
+        try:
+            return int(consumer._fetch_max_wait_ms)
+        finally:
+            await consumer.stop()
+
+    assert await bound(KafkaSettings()) == 500
+    monkeypatch.setenv("KAFKA_FETCH_MAX_WAIT_MS", "50")
+    assert await bound(KafkaSettings()) == 50
+    monkeypatch.setenv("KAFKA_FETCH_MAX_WAIT_MS", "5")
+    with pytest.raises(ValueError, match="fetch_max_wait_ms"):
+        KafkaSettings()

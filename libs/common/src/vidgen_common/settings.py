@@ -39,6 +39,14 @@ class KafkaSettings(BaseSettings):
         300_000, ge=1_000, description="longest gap between polls before a consumer is dropped"
     )
     request_timeout_ms: int = Field(30_000, ge=1_000, description="Kafka request timeout")
+    fetch_max_wait_ms: int = Field(
+        500,
+        ge=10,
+        le=5_000,
+        description="longest time a consumer's fetch waits at the broker for records (Kafka "
+        "answers as soon as records arrive; a broker that waits out the bound, like tansu, "
+        "adds up to this much to every hop; shorter costs more fetch requests)",
+    )
     partitions: int = Field(6, ge=1, description="partitions of topics created on start-up")
     replication_factor: int = Field(
         1, ge=1, description="replication of topics created on start-up"

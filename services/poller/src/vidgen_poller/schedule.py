@@ -40,7 +40,7 @@ class ScheduleConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     first_poll_fraction: float = Field(0.8, gt=0, le=1)
-    dense_interval_s: float = Field(0.4, gt=0)
+    dense_interval_s: float = Field(0.2, gt=0)
     lead_s: float = Field(0.3, ge=0)
     min_interval_s: float = Field(0.2, gt=0)
     max_interval_s: float = Field(30.0, gt=0)

@@ -63,6 +63,9 @@ from vidgen_common.settings import DatabaseSettings, KafkaSettings
 from vidgen_testing.samples import completed, requested
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make scripts/ importable
+from scripts.run import NOTIFIER_FETCH_MAX_WAIT_MS  # noqa: E402
+
 GOAL_P95_MS = 200.0
 
 
@@ -349,8 +352,9 @@ def main() -> None:
     parser.add_argument(
         "--fetch-max-wait-ms",
         type=int,
-        default=50,
-        help="the notifier's KAFKA_FETCH_MAX_WAIT_MS (make run gives it 50; Kafka's default 500)",
+        default=NOTIFIER_FETCH_MAX_WAIT_MS,
+        help="the notifier's KAFKA_FETCH_MAX_WAIT_MS (default: what make run gives it; "
+        "Kafka's default is 500)",
     )
     parser.add_argument(
         "--serve-receiver", nargs=2, metavar=("PORT", "OUT"), help=argparse.SUPPRESS

@@ -27,6 +27,7 @@ from vidgen_common.devtokens import DevTokenSettings, mint_dev_token
 ROOT = Path(__file__).resolve().parents[1]
 ENV_FILE = ROOT / ".local" / "infra.env"
 NOTIFIER_FETCH_MAX_WAIT_MS = 50  # see build(); KAFKA_FETCH_MAX_WAIT_MS overrides it
+GENERATOR_FETCH_MAX_WAIT_MS = 50  # the same, for the generator's worker
 COLORS = ["36", "33", "35", "32", "34", "31", "96", "93", "95", "92"]
 
 
@@ -168,20 +169,25 @@ def build(env: dict[str, str], sim_port: int, gateway_port: int) -> list[Proc]:
         )
     for i, service in enumerate(("gateway", "generator", "poller", "media")):
         port = gateway_port + i
+        # the generator's worker hears of a freed Runway slot (the poller's VideoReady) by its
+        # consumer: a short fetch bound refills the slot sooner (bench/slots.py: refill gap p50
+        # 470-580 ms -> 260-300 ms); a relay consumes nothing
+        short = {"KAFKA_FETCH_MAX_WAIT_MS": str(GENERATOR_FETCH_MAX_WAIT_MS)}
         for role, role_port in (("worker", port), ("relay", port + 10)):
             name = service if role == "worker" else f"{service}-relay"
+            extra = short if service == "generator" and role == "worker" else {}
             procs.append(
                 Proc(
                     name,
                     [python, "-m", f"vidgen_{service}"],
-                    {**env, "VIDGEN_ROLE": role, "VIDGEN_HTTP_PORT": str(role_port)},
+                    {**extra, **env, "VIDGEN_ROLE": role, "VIDGEN_HTTP_PORT": str(role_port)},
                     f"http://127.0.0.1:{role_port}/readyz",
                     next(colors),
                 )
             )
     # the notifier emits no events: one worker process, no relay (port 8004). Its consumer's
     # hop is most of a webhook's delay, and the local broker (tansu) waits out a fetch's bound
-    # before it answers, so the notifier alone fetches with a short one (bench/webhooks.py;
+    # before it answers, so the notifier fetches with a short one as well (bench/webhooks.py;
     # every service with it made the pipeline slower: more fetches on the broker's storage).
     notifier_port = gateway_port + 4
     notifier_env = {"KAFKA_FETCH_MAX_WAIT_MS": str(NOTIFIER_FETCH_MAX_WAIT_MS), **env}

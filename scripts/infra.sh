@@ -13,7 +13,7 @@
 #                                     immediate, a crash and recovery)
 #
 # Parts: `s3` is the services' S3 server (nanio). `kafka` is the broker (tansu); with the default
-# storage its data lives in a second, private object store (`kafka-store`, nanio served by
+# storage its data lives in a second, private object store (`kafka-store`,
 # scripts/broker_store.py) that `start kafka` starts when needed and that `stop/restart kafka`
 # leave running, as a broker's disk outlives the broker process. `postgres` is PostgreSQL
 # (`stop postgres` is `pg_ctl stop -m immediate`, like a crash).
@@ -37,9 +37,9 @@
 #       same offset (one acknowledged batch silently overwritten) and fails fetches with
 #       `ParseInt(ParseIntError { kind: InvalidDigit })` (it parses the `.tmp.` name as an
 #       offset) and then drops the client's connection; a GET racing a PUT of the same key can
-#       also serve the new bytes cut to the old length. scripts/broker_store.py serves nanio
-#       with per-key locking, S3's preconditions and clean listings; nothing else changes
-#       (docs/operations.md, "The local broker's storage").
+#       also serve the new bytes cut to the old length. scripts/broker_store.py is an S3
+#       server of its own for the broker (objects in memory and in files, atomic conditional
+#       writes, complete listings; docs/operations.md, "The local broker's storage").
 #     memory — the fastest; every topic, record and offset is lost when the broker stops.
 #     s3-direct — tansu straight on plain nanio, the failing setup above; only for comparison
 #       (bench/broker_storage.py).

@@ -66,19 +66,16 @@ GAP_GRACE = timedelta(seconds=2)  # see until_young_gap
 SKIPPED_DIRS = (".nanio-meta", ".nanio")  # an earlier version's side files
 STAGING_PREFIX = ".tmp."  # an earlier version's uploads in flight
 WRITES_DIR = ".writes"  # this store's files being written, renamed in when complete
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-UNSIGNED = ("UNSIGNED-PAYLOAD",)
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 # ----------------------------------------------------------------------------- pure rules
 
 
-def object_key(path: str) -> tuple[str, str] | None:
-    """``(bucket, key)`` of a path-style object URL path, None for a bucket or the service."""
-    bucket, sep, key = path.lstrip("/").partition("/")
-    if not bucket or not sep or not key:
-        return None
+def split_path(path: str) -> tuple[str, str]:
+    """``(bucket, key)`` of a path-style URL path; empty strings for what it does not name
+    (the key of a bucket's URL, both for the service's)."""
+    bucket, _, key = path.lstrip("/").partition("/")
     return bucket, key
 
 
@@ -307,12 +304,11 @@ class Store:
         return True
 
     def delete_bucket(self, name: str) -> None:
-        bucket = self.buckets.pop(name)
+        del self.buckets[name]
         for dirpath, _dirs, files in os.walk(self.root / name, topdown=False):
             for f in files:
                 Path(dirpath, f).unlink(missing_ok=True)
             Path(dirpath).rmdir()
-        del bucket
 
     def write(self, bucket: Bucket, key: str, data: bytes) -> Obj:
         """Write the file (complete before it is renamed in), then the object."""
@@ -375,29 +371,26 @@ def _xml(*parts: str) -> bytes:
 
 
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+_XML_TYPE = [(b"content-type", b"application/xml")]
 
 
 class App:
     """The ASGI application: signature check, then one synchronous step per request."""
 
     def __init__(self, store: Store, region: str) -> None:
+        from nanio.auth import sigv4
         from nanio.auth.credentials import EnvCredentialResolver
+        from nanio.errors import S3Error
 
         self.store = store
         self.region = region
         self.gaps_hidden = 0  # listings cut by until_young_gap
-        self._credentials = EnvCredentialResolver()
+        self._secret = EnvCredentialResolver().resolve
+        self._sigv4 = sigv4
+        self._sigv4_error = S3Error
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # served with lifespan="off": nothing else arrives
             return
         method: str = scope["method"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -410,46 +403,31 @@ class App:
                 _check_payload(body, payload_hash)
             status, out_headers, out = self.handle(method, path, scope, headers, body)
         except S3Failure as exc:
-            status, out_headers, out = (
-                exc.status,
-                [(b"content-type", b"application/xml")],
-                exc.body(),
-            )
+            status, out_headers, out = exc.status, _XML_TYPE, exc.body()
         except Exception:  # a defect here must answer, not drop the broker's connection
             log.exception("%s %s failed", method, path)
             failure = S3Failure(500, "InternalError", "The store failed; see its log.")
-            status, out_headers, out = 500, [(b"content-type", b"application/xml")], failure.body()
-        length = out_headers_length(out_headers, out, method)
-        await send({"type": "http.response.start", "status": status, "headers": length})
+            status, out_headers, out = 500, _XML_TYPE, failure.body()
+        # a HEAD says what a GET would send
+        out_headers = [*out_headers, (b"content-length", str(len(out)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else out})
 
     def _verify(
         self, method: str, path: str, scope: dict[str, Any], headers: dict[str, str]
     ) -> str:
-        from nanio.auth.sigv4 import verify_header_auth, verify_presigned_url
-        from nanio.errors import S3Error
-
         query = scope.get("query_string", b"").decode("latin-1")
+        if "X-Amz-Algorithm=" in query:
+            verify = self._sigv4.verify_presigned_url
+        elif "authorization" in headers:
+            verify = self._sigv4.verify_header_auth
+        else:
+            raise S3Failure(403, "AccessDenied", "Missing Authorization header.", path)
         try:
-            if "X-Amz-Algorithm=" in query:
-                verified = verify_presigned_url(
-                    method=method,
-                    path=path,
-                    query=query,
-                    headers=headers,
-                    secret_lookup=self._credentials.resolve,
-                )
-            elif "authorization" not in headers:
-                raise S3Failure(403, "AccessDenied", "Missing Authorization header.", path)
-            else:
-                verified = verify_header_auth(
-                    method=method,
-                    path=path,
-                    query=query,
-                    headers=headers,
-                    secret_lookup=self._credentials.resolve,
-                )
-        except S3Error as exc:
+            verified = verify(
+                method=method, path=path, query=query, headers=headers, secret_lookup=self._secret
+            )
+        except self._sigv4_error as exc:
             raise S3Failure(exc.http_status, exc.code, exc.message_text, path) from exc
         if verified.is_streaming:
             raise _not_implemented("aws-chunked (streaming) payloads")
@@ -463,7 +441,7 @@ class App:
         query = dict(
             parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         )
-        bucket_name, _, key = path.lstrip("/").partition("/")
+        bucket_name, key = split_path(path)
         if not bucket_name:
             if method == "GET":
                 return self.list_buckets()
@@ -604,21 +582,17 @@ class App:
             (b"content-type", b"application/octet-stream"),
             (b"accept-ranges", b"bytes"),
         ]
-        if "if-match" in headers and failed_precondition(
-            {"if-match": headers["if-match"]}, obj.etag
-        ):
+        failed = failed_precondition(headers, obj.etag)  # If-Match is evaluated first
+        if failed == "If-Match":
             raise S3Failure(412, "PreconditionFailed", "If-Match did not hold.", path)
-        inm = headers.get("if-none-match")
-        if inm is not None and failed_precondition({"if-none-match": inm}, obj.etag):
+        if failed == "If-None-Match":
             return 304, meta, b""
         wanted = headers.get("range")
         if wanted:
             try:
                 span = byte_range(wanted, len(obj.data))
-            except ValueError:
-                span = (0, len(obj.data) - 1) if obj.data else None  # ignored, as S3 does
-                if span is not None:
-                    return 200, meta, obj.data
+            except ValueError:  # not one byte range: ignored, as S3 does
+                return 200, meta, obj.data
             if span is None:
                 raise S3Failure(
                     416, "InvalidRange", "The requested range is not satisfiable.", path
@@ -664,16 +638,6 @@ class App:
         return 200, _XML_TYPE, _xml(f'<DeleteResult xmlns="{S3_NS}">{entries}</DeleteResult>')
 
 
-_XML_TYPE = [(b"content-type", b"application/xml")]
-
-
-def out_headers_length(
-    headers: list[tuple[bytes, bytes]], body: bytes, method: str
-) -> list[tuple[bytes, bytes]]:
-    """The headers with the content length of ``body`` (a HEAD says what a GET would send)."""
-    return [*headers, (b"content-length", str(len(body)).encode())]
-
-
 async def _read_body(receive: Any, headers: dict[str, str]) -> bytes:
     declared = headers.get("content-length")
     if declared is not None and int(declared) > MAX_OBJECT_BYTES:
@@ -698,8 +662,9 @@ async def _read_body(receive: Any, headers: dict[str, str]) -> bytes:
 
 
 def _check_payload(body: bytes, payload_hash: str) -> None:
-    """The body against the SHA-256 the request was signed with (unless it signed none)."""
-    if payload_hash in UNSIGNED or not re.fullmatch(r"[0-9a-f]{64}", payload_hash):
+    """The body against the SHA-256 the request was signed with (unless it signed none:
+    ``UNSIGNED-PAYLOAD``)."""
+    if not re.fullmatch(r"[0-9a-f]{64}", payload_hash):
         return
     if hashlib.sha256(body).hexdigest() != payload_hash:
         raise S3Failure(

@@ -26,8 +26,18 @@ from vidgen_common.devtokens import DevTokenSettings, mint_dev_token
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_FILE = ROOT / ".local" / "infra.env"
-NOTIFIER_FETCH_MAX_WAIT_MS = 50  # see build(); KAFKA_FETCH_MAX_WAIT_MS overrides it
-GENERATOR_FETCH_MAX_WAIT_MS = 50  # the same, for the generator's worker
+# The local broker (tansu) waits out a fetch's bound before it answers, so every hop through it
+# costs up to the bound (Kafka's default 500 ms). Two consumers fetch with a short one: the
+# notifier (its hop is most of a webhook's delay: bench/webhooks.py) and the generator's worker
+# (it hears of a freed Runway slot from its consumer: bench/slots.py, refill gap p50 470-580 ms
+# -> 260-300 ms). Not the others: the gateway's projection with it made its own hop slower, and
+# every service with it did not help bench/pipeline.py. KAFKA_FETCH_MAX_WAIT_MS overrides them.
+NOTIFIER_FETCH_MAX_WAIT_MS = 50
+GENERATOR_FETCH_MAX_WAIT_MS = 50
+SHORT_FETCH_BOUNDS_MS = {
+    "notifier": NOTIFIER_FETCH_MAX_WAIT_MS,
+    "generator": GENERATOR_FETCH_MAX_WAIT_MS,
+}
 COLORS = ["36", "33", "35", "32", "34", "31", "96", "93", "95", "92"]
 
 
@@ -169,37 +179,32 @@ def build(env: dict[str, str], sim_port: int, gateway_port: int) -> list[Proc]:
         )
     for i, service in enumerate(("gateway", "generator", "poller", "media")):
         port = gateway_port + i
-        # the generator's worker hears of a freed Runway slot (the poller's VideoReady) by its
-        # consumer: a short fetch bound refills the slot sooner (bench/slots.py: refill gap p50
-        # 470-580 ms -> 260-300 ms); a relay consumes nothing
-        short = {"KAFKA_FETCH_MAX_WAIT_MS": str(GENERATOR_FETCH_MAX_WAIT_MS)}
         for role, role_port in (("worker", port), ("relay", port + 10)):
             name = service if role == "worker" else f"{service}-relay"
-            extra = short if service == "generator" and role == "worker" else {}
             procs.append(
                 Proc(
                     name,
                     [python, "-m", f"vidgen_{service}"],
-                    {**extra, **env, "VIDGEN_ROLE": role, "VIDGEN_HTTP_PORT": str(role_port)},
+                    {**env, "VIDGEN_ROLE": role, "VIDGEN_HTTP_PORT": str(role_port)},
                     f"http://127.0.0.1:{role_port}/readyz",
                     next(colors),
                 )
             )
-    # the notifier emits no events: one worker process, no relay (port 8004). Its consumer's
-    # hop is most of a webhook's delay, and the local broker (tansu) waits out a fetch's bound
-    # before it answers, so the notifier fetches with a short one as well (bench/webhooks.py;
-    # every service with it made the pipeline slower: more fetches on the broker's storage).
+    # the notifier emits no events: one worker process, no relay (port 8004)
     notifier_port = gateway_port + 4
-    notifier_env = {"KAFKA_FETCH_MAX_WAIT_MS": str(NOTIFIER_FETCH_MAX_WAIT_MS), **env}
     procs.append(
         Proc(
             "notifier",
             [python, "-m", "vidgen_notifier"],
-            {**notifier_env, "VIDGEN_ROLE": "worker", "VIDGEN_HTTP_PORT": str(notifier_port)},
+            {**env, "VIDGEN_ROLE": "worker", "VIDGEN_HTTP_PORT": str(notifier_port)},
             f"http://127.0.0.1:{notifier_port}/readyz",
             next(colors),
         )
     )
+    for proc in procs:  # the user's own setting (in env) wins
+        bound = SHORT_FETCH_BOUNDS_MS.get(proc.name)
+        if bound is not None:
+            proc.env = {"KAFKA_FETCH_MAX_WAIT_MS": str(bound), **proc.env}
     return procs
 
 

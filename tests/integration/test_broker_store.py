@@ -205,21 +205,24 @@ def test_a_store_directory_loads_back_with_its_etags(tmp_path: Path) -> None:
 
 
 def test_object_keys_are_path_style() -> None:
-    assert store.object_key("/tansu/clusters/c/meta.json") == ("tansu", "clusters/c/meta.json")
-    assert store.object_key("/tansu") is None
-    assert store.object_key("/tansu/") is None
-    assert store.object_key("/") is None
+    assert store.split_path("/tansu/clusters/c/meta.json") == ("tansu", "clusters/c/meta.json")
+    assert store.split_path("/tansu") == ("tansu", "")
+    assert store.split_path("/tansu/") == ("tansu", "")
+    assert store.split_path("/") == ("", "")
 
 
 # ----------------------------------------------------------------------------- over HTTP
 
 
-def _sign(method: str, url: httpx.URL, headers: dict[str, str]) -> dict[str, str]:
-    """SigV4 headers for a request whose payload is not signed (a minimal client)."""
+def _sign(
+    method: str, url: httpx.URL, headers: dict[str, str], payload: str = "UNSIGNED-PAYLOAD"
+) -> dict[str, str]:
+    """SigV4 headers (a minimal client); ``payload`` is the body's SHA-256 it signs, by
+    default none."""
     amz_date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     signed = {
         "host": url.netloc.decode(),
-        "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+        "x-amz-content-sha256": payload,
         "x-amz-date": amz_date,
     }
     names = ";".join(sorted(signed))
@@ -235,7 +238,7 @@ def _sign(method: str, url: httpx.URL, headers: dict[str, str]) -> dict[str, str
             query,
             "".join(f"{k}:{signed[k]}\n" for k in sorted(signed)),
             names,
-            "UNSIGNED-PAYLOAD",
+            payload,
         ]
     )
     scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
@@ -377,9 +380,14 @@ async def test_requests_without_a_valid_signature_or_body_are_refused(
     forged = _sign("PUT", url, {})
     forged["authorization"] = forged["authorization"][:-4] + "0000"
     assert (await s3.client.put(url, headers=forged, content=b"x")).status_code == 403
-    wrong_hash = {**_sign("PUT", url, {}), "x-amz-content-sha256": "0" * 64}
-    # the signature covers the header, so a wrong hash is refused first as a bad signature
-    assert (await s3.client.put(url, headers=wrong_hash, content=b"x")).status_code in (400, 403)
+    # a valid signature over the SHA-256 of another body: the body is refused
+    wrong_hash = _sign("PUT", url, {}, payload=hashlib.sha256(b"y").hexdigest())
+    mismatch = await s3.client.put(url, headers=wrong_hash, content=b"x")
+    assert mismatch.status_code == 400
+    assert b"XAmzContentSHA256Mismatch" in mismatch.content
+    right_hash = _sign("PUT", url, {}, payload=hashlib.sha256(b"x").hexdigest())
+    assert (await s3.client.put(url, headers=right_hash, content=b"x")).status_code == 200
+    assert (await s3.request("DELETE", key)).status_code == 204
     assert (await s3.get(key)).status_code == 404
     multipart = await s3.request("POST", f"{key}?uploads")
     assert multipart.status_code == 501

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc_cpu import cpu_s  # noqa: E402
 from scripts.infra_stack import free_port  # noqa: E402
 from vidgen_common.db import asyncpg_dsn  # noqa: E402
 from vidgen_common.migrations import COMMON_MIGRATIONS, migrate  # noqa: E402
@@ -45,7 +46,6 @@ from vidgen_generator.store import DUE, IN_FLIGHT  # noqa: E402
 from vidgen_poller.migrations import MIGRATIONS as POLLER  # noqa: E402
 
 ACTIVE = 1000
-CLK = os.sysconf("SC_CLK_TCK")
 
 FILL = {
     "gateway": [
@@ -249,11 +249,6 @@ def _bound(sql: str) -> str:
 def in_flight_sql() -> str:
     """The generator's budget query (store.in_flight_by_model)."""
     return _bound(f"SELECT model, count(*) FROM submissions WHERE {IN_FLIGHT} GROUP BY model")  # noqa: S608
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
 def access_path(plan: list[str]) -> str:

@@ -46,13 +46,16 @@ import httpx
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from vidgen_common.db import asyncpg_dsn
-from vidgen_common.settings import DatabaseSettings
-from vidgen_gateway.auth import mint_dev_token
-from vidgen_gateway.settings import GatewaySettings
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.proc_cpu import cpu_s, tree_cpu_s  # noqa: E402
+from vidgen_common.db import asyncpg_dsn  # noqa: E402
+from vidgen_common.settings import DatabaseSettings  # noqa: E402
+from vidgen_gateway.auth import mint_dev_token  # noqa: E402
+from vidgen_gateway.settings import GatewaySettings  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdefghijklmnop"  # noqa: S105 (a bench-only key)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Result:
     latencies_ms: list[float]
     statuses: dict[int, int]
     server_cpu_s: float = 0.0
+    db_cpu_s: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -76,18 +80,18 @@ class Result:
         """Server process CPU time per request (user + system)."""
         return self.server_cpu_s * 1000 / len(self.latencies_ms)
 
+    @property
+    def db_cpu_ms(self) -> float:
+        """PostgreSQL's CPU time per request (the postmaster and every backend)."""
+        return self.db_cpu_s * 1000 / len(self.latencies_ms)
+
     def line(self) -> str:
         return (
             f"{self.name:8s} {self.rps:8.0f} req/s   p50 {self.pct(0.50):6.2f} ms   "
-            f"p99 {self.pct(0.99):6.2f} ms   server CPU {self.cpu_ms:5.2f} ms/request   "
+            f"p99 {self.pct(0.99):6.2f} ms   CPU per request: server {self.cpu_ms:5.2f} ms, "
+            f"PostgreSQL {self.db_cpu_ms:5.2f} ms   "
             f"statuses {dict(sorted(self.statuses.items()))}"
         )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- the bare server (run in a child process: --serve-bare PORT SCHEMA) ---------------------
@@ -210,8 +214,15 @@ async def drained(dsn: str, schema: str, within: float = 120) -> float:
     raise RuntimeError("the gateway did not catch up")
 
 
+def postmaster_pid() -> int:
+    """The local PostgreSQL's postmaster (``make infra-up``'s pid file)."""
+    run = Path(os.environ.get("VIDGEN_LOCAL_DIR", ROOT / ".local")) / "run"
+    return int((run / "postgres.pid").read_text().split()[0])
+
+
 async def run(args: argparse.Namespace) -> None:
     tag = uuid.uuid4().hex[:8]
+    pg = postmaster_pid()
     gw_schema, bare_schema = f"bench_gw_{tag}", f"bench_bare_{tag}"
     dsn = asyncpg_dsn(DatabaseSettings().database_url)
     limits = httpx.Limits(
@@ -291,14 +302,16 @@ async def run(args: argparse.Namespace) -> None:
             # gateway round, wait for its relay to catch up before going on
             per_round = max(1, args.requests // args.rounds)
             for _ in range(args.rounds):
-                cpu = cpu_seconds(procs[0].pid)
+                cpu, db = cpu_s(procs[0].pid), tree_cpu_s(pg)
                 result = await load("gateway", gw, generate, per_round, args.concurrency)
                 drains.append(await drained(dsn, gw_schema))
-                result.server_cpu_s = cpu_seconds(procs[0].pid) - cpu  # with relay's share
+                result.server_cpu_s = cpu_s(procs[0].pid) - cpu  # with relay's share
+                result.db_cpu_s = tree_cpu_s(pg) - db  # with the drain check's few queries
                 results["gateway"].append(result)
-                cpu = cpu_seconds(procs[1].pid)
+                cpu, db = cpu_s(procs[1].pid), tree_cpu_s(pg)
                 result = await load("bare", bare, insert, per_round, args.concurrency)
-                result.server_cpu_s = cpu_seconds(procs[1].pid) - cpu
+                result.server_cpu_s = cpu_s(procs[1].pid) - cpu
+                result.db_cpu_s = tree_cpu_s(pg) - db
                 results["bare"].append(result)
     finally:
         for proc in procs:
@@ -345,6 +358,7 @@ def merge(name: str, rounds: list[Result]) -> Result:
         [ms for r in rounds for ms in r.latencies_ms],
         statuses,
         sum(r.server_cpu_s for r in rounds),
+        sum(r.db_cpu_s for r in rounds),
     )
 
 

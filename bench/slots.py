@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from pipeline import (
     system,
     wall,
 )
+from proc_cpu import cpu_s
 
 REFILL_STAGES = (
     *("detection", "poller", "relay", "kafka", "handler"),
@@ -171,11 +171,6 @@ async def refills(
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def gateway_learnt(sys_: System) -> tuple[float, float]:
     """Medians of the task times and refills the gateway's queue view learns from (its
     projection's timestamps, the same SQL as :mod:`vidgen_gateway.queue`)."""
@@ -279,7 +274,7 @@ async def main() -> None:
         stages = await refills(sys_, gens, tasks)
         async with httpx.AsyncClient(base_url=sys_.sim, timeout=30) as http:
             calls = (await http.get("/_sim/counters")).json()["calls"]
-        cpu = {name: cpu_seconds(proc.pid) for name, proc in sys_.procs}
+        cpu = {name: cpu_s(proc.pid) for name, proc in sys_.procs}
         learnt = await gateway_learnt(sys_)
     retrieves = sum(int(n) for n in calls.get("retrieve", {}).values())
     done = sum(1 for g in gens if g.final_status == "completed")

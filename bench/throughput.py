@@ -39,6 +39,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc_cpu import cpu_s, tree_cpu_s  # noqa: E402
 from scripts.infra_stack import InfraStack, free_port  # noqa: E402
 from scripts.run import answers, build, load_env_file  # noqa: E402
 from vidgen_common.db import asyncpg_dsn  # noqa: E402
@@ -47,29 +48,6 @@ from vidgen_gateway.settings import GatewaySettings  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdefghijklmnop"  # noqa: S105 (a bench-only key)
 GOAL = 100.0
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (PostgreSQL's backends), from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def infra_pids() -> dict[str, int]:
@@ -83,8 +61,8 @@ def infra_pids() -> dict[str, int]:
 
 
 class Meter:
-    """CPU seconds of each process so far; PostgreSQL's backends come and go, so each is
-    followed from when it is first seen (pool connections live the whole run)."""
+    """CPU seconds of each process so far; PostgreSQL's: the postmaster with every backend,
+    those that exited during the run included."""
 
     def __init__(self, procs: dict[str, int], pg: int | None) -> None:
         self.procs, self.pg = procs, pg
@@ -92,9 +70,7 @@ class Meter:
     def read(self) -> dict[str, float]:
         out = {name: cpu_s(pid) for name, pid in self.procs.items()}
         if self.pg is not None:
-            out["postgres (all backends)"] = cpu_s(self.pg) + sum(
-                cpu_s(p) for p in children(self.pg)
-            )
+            out["postgres (all backends)"] = tree_cpu_s(self.pg)
         return out
 
 

@@ -37,12 +37,15 @@ def create_engine(settings: DatabaseSettings, schema: str) -> AsyncEngine:
 
     A connection is checked before each use (pre-ping, in one round trip: :func:`_ping`), so
     one left broken by a restart of PostgreSQL is replaced rather than failing the
-    transaction that takes it.
+    transaction that takes it. The pool is a cap, not a floor: no overflow connections, so a
+    burst waits (up to ``database_pool_timeout_s``) for one of ``database_pool_size``
+    instead of opening one and closing it on return, a backend start per transaction.
     """
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        max_overflow=0,
+        pool_timeout=settings.database_pool_timeout_s,
         pool_pre_ping=True,
         echo=settings.database_echo,
         connect_args={

@@ -103,7 +103,12 @@ class DatabaseSettings(BaseSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:15432/vidgen",
         description="SQLAlchemy URL with the asyncpg driver",
     )
-    database_pool_size: int = Field(10, ge=1, description="connections kept per process")
+    database_pool_size: int = Field(
+        10, ge=1, description="connections a process holds at most (kept open, reused)"
+    )
+    database_pool_timeout_s: float = Field(
+        30.0, gt=0, description="longest wait for a free pooled connection"
+    )
     database_echo: bool = Field(False, description="log every SQL statement")
     database_connect_timeout_s: float = Field(
         10.0, gt=0, description="longest wait for a new database connection"

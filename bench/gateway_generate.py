@@ -49,7 +49,7 @@ from pydantic import BaseModel, Field
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.proc_cpu import cpu_s, tree_cpu_s  # noqa: E402
+from bench.proc_cpu import cpu_s, infra_pids, tree_cpu_s  # noqa: E402
 from vidgen_common.db import asyncpg_dsn  # noqa: E402
 from vidgen_common.settings import DatabaseSettings  # noqa: E402
 from vidgen_gateway.auth import mint_dev_token  # noqa: E402
@@ -214,15 +214,9 @@ async def drained(dsn: str, schema: str, within: float = 120) -> float:
     raise RuntimeError("the gateway did not catch up")
 
 
-def postmaster_pid() -> int:
-    """The local PostgreSQL's postmaster (``make infra-up``'s pid file)."""
-    run = Path(os.environ.get("VIDGEN_LOCAL_DIR", ROOT / ".local")) / "run"
-    return int((run / "postgres.pid").read_text().split()[0])
-
-
 async def run(args: argparse.Namespace) -> None:
     tag = uuid.uuid4().hex[:8]
-    pg = postmaster_pid()
+    pg = infra_pids()["postgres"]  # the postmaster
     gw_schema, bare_schema = f"bench_gw_{tag}", f"bench_bare_{tag}"
     dsn = asyncpg_dsn(DatabaseSettings().database_url)
     limits = httpx.Limits(

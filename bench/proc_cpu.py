@@ -1,4 +1,5 @@
-"""CPU time of processes, from Linux's /proc, for the benchmarks' cost figures."""
+"""CPU time of processes, from Linux's /proc, for the benchmarks' cost figures; and the pids of
+the local infrastructure (``make infra-up``) they measure."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 CLK = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _stat(pid: int) -> list[str]:
@@ -45,3 +47,14 @@ def tree_cpu_s(pid: int) -> float:
         return 0.0
     own_and_reaped = sum(int(f) for f in fields[11:15]) / CLK
     return own_and_reaped + sum(cpu_s(child) for child in children(pid))
+
+
+def infra_pids() -> dict[str, int]:
+    """The local infrastructure's servers that are running, by name (their pid files)."""
+    run = Path(os.environ.get("VIDGEN_LOCAL_DIR", ROOT / ".local")) / "run"
+    pids = {}
+    for name in ("postgres", "tansu", "kafka-store", "nanio"):
+        f = run / f"{name}.pid"
+        if f.exists():
+            pids[name] = int(f.read_text().split()[0])
+    return pids

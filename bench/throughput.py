@@ -39,7 +39,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.proc_cpu import cpu_s, tree_cpu_s  # noqa: E402
+from bench.proc_cpu import cpu_s, infra_pids, tree_cpu_s  # noqa: E402
 from scripts.infra_stack import InfraStack, free_port  # noqa: E402
 from scripts.run import answers, build, load_env_file  # noqa: E402
 from vidgen_common.db import asyncpg_dsn  # noqa: E402
@@ -48,16 +48,6 @@ from vidgen_gateway.settings import GatewaySettings  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdefghijklmnop"  # noqa: S105 (a bench-only key)
 GOAL = 100.0
-
-
-def infra_pids() -> dict[str, int]:
-    run = Path(os.environ.get("VIDGEN_LOCAL_DIR", ROOT / ".local")) / "run"
-    pids = {}
-    for name in ("postgres", "tansu", "kafka-store", "nanio"):
-        f = run / f"{name}.pid"
-        if f.exists():
-            pids[name] = int(f.read_text().split()[0])
-    return pids
 
 
 class Meter:

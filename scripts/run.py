@@ -245,6 +245,25 @@ def infra(command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def infra_parts(status: str) -> dict[str, str]:
+    """``infra.sh status``'s lines as part -> state (``running (pid N)`` or ``stopped``)."""
+    parts = {}
+    for line in status.splitlines():
+        name, sep, state = line.partition(": ")
+        if sep:
+            parts[name.strip()] = state.strip()
+    return parts
+
+
+def started_by_up(before: str, after: str) -> bool:
+    """Whether ``infra.sh up`` started anything, from its status before and after: a part
+    that was not running before (or runs with another pid) was started by it. Counting the
+    lines that say running instead broke when the broker's store became a fourth part (every
+    ``make run`` then stopped the infrastructure it had found running), and the store is not
+    a part at all with in-memory broker storage."""
+    return infra_parts(before) != infra_parts(after)
+
+
 async def supervise(args: argparse.Namespace, env: dict[str, str], banner_text: str) -> int:
     sup = Supervisor(build(env, args.sim_port, args.gateway_port), color=sys.stdout.isatty())
     stop = asyncio.Event()
@@ -283,12 +302,13 @@ def main() -> int:
     parser.add_argument("--ready-timeout", type=float, default=90)
     args = parser.parse_args()
 
-    infra_was_up = infra("status").stdout.count("running") == 3
+    before = infra("status").stdout
     up = infra("up")
     print(up.stdout, end="", flush=True)
     if up.returncode:
         print(up.stderr, file=sys.stderr)
         return 1
+    infra_was_up = not started_by_up(before, infra("status").stdout)
     env = {**os.environ}
     for key, value in load_env_file().items():
         env.setdefault(key, value)

@@ -66,6 +66,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make scripts/ importable
 from scripts.run import NOTIFIER_FETCH_MAX_WAIT_MS  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from proc_cpu import cpu_s  # noqa: E402
+
 GOAL_P95_MS = 200.0
 
 
@@ -227,6 +230,7 @@ async def bench(args: argparse.Namespace) -> None:
         gens = [(f"g-{run_id}-{n:05d}", users[n % len(users)]) for n in range(total)]
         await publisher.start()
         t_requests = time.monotonic()
+        cpu_requests = cpu_s(notifier.pid)
         for i in range(0, total, 200):
             await publisher.publish([record(requested(g, u), prefix) for g, u in gens[i : i + 200]])
 
@@ -236,6 +240,7 @@ async def bench(args: argparse.Namespace) -> None:
 
         await wait_for("the notifier to see every request", seen, 300)
         consumed_s = time.monotonic() - t_requests
+        cpu_requests = cpu_s(notifier.pid) - cpu_requests
 
         committed: dict[str, float] = {}
         sent: dict[str, float] = {}
@@ -248,6 +253,7 @@ async def bench(args: argparse.Namespace) -> None:
         # 1. paced
         paced = gens[: args.paced]
         start = time.monotonic()
+        cpu_paced = cpu_s(notifier.pid)
         tasks = []
         for n, (g, u) in enumerate(paced):
             await asyncio.sleep(max(0.0, start + n / args.rate - time.monotonic()))
@@ -259,6 +265,7 @@ async def bench(args: argparse.Namespace) -> None:
             return all(g in found for g in ids)
 
         await wait_for("the paced webhooks", lambda: got([g for g, _ in paced]), 120)
+        cpu_paced = cpu_s(notifier.pid) - cpu_paced
         found = arrivals(arrivals_file)
         delays = [(found[g] - committed[g]) * 1000 for g, _ in paced]
         from_send = [(found[g] - sent[g]) * 1000 for g, _ in paced]
@@ -315,12 +322,14 @@ async def bench(args: argparse.Namespace) -> None:
     )
     print(
         f"  the notifier consumed {total} GenerationRequested in {consumed_s:.1f} s "
-        f"({total / consumed_s:.0f} events/s: its consumer's pace, which bounds the rest)"
+        f"({total / consumed_s:.0f} events/s: its consumer's pace, which bounds the rest), "
+        f"{cpu_requests / total * 1000:.1f} CPU ms each"
     )
     print(
         f"  paced {len(paced)} at {args.rate:.0f}/s: delay GenerationCompleted committed -> "
         f"receiver  p50 {pct(delays, 0.5):.0f} ms  p95 {p95:.0f} ms  p99 {pct(delays, 0.99):.0f} "
-        f"ms   (goal p95 < {GOAL_P95_MS:.0f} ms: {verdict})"
+        f"ms   (goal p95 < {GOAL_P95_MS:.0f} ms: {verdict}); the notifier's CPU "
+        f"{cpu_paced / len(paced) * 1000:.1f} ms per completion (handled and delivered)"
     )
     print(
         f"    from the publish call instead (includes the broker's commit): p50 "

@@ -63,11 +63,9 @@ from vidgen_common.settings import DatabaseSettings, KafkaSettings
 from vidgen_testing.samples import completed, requested
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script: make scripts/ importable
+sys.path.insert(0, str(ROOT))  # run as a script: make scripts/ and bench/ importable
+from bench.proc_cpu import cpu_s  # noqa: E402
 from scripts.run import NOTIFIER_FETCH_MAX_WAIT_MS  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "bench"))
-from proc_cpu import cpu_s  # noqa: E402
 
 GOAL_P95_MS = 200.0
 

@@ -439,7 +439,8 @@ def test_workers_never_outnumber_the_partitions(
 ) -> None:
     container = only_container(overlay.deployment(service))
     settings = settings_from_env(service, container_env(overlay, container, lambda n, k: "x"))
-    per_pod = settings.max_concurrent_transfers if service == "media" else 1
+    consumers_setting = {"media": "max_concurrent_transfers", "notifier": "consumers"}
+    per_pod = getattr(settings, consumers_setting.get(service, ""), 1)
     hpa = overlay.get("HorizontalPodAutoscaler", f"vidgen-{service}")
     assert hpa["spec"]["maxReplicas"] * per_pod <= settings.kafka.partitions, "idle consumers"
 

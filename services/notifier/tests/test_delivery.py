@@ -389,3 +389,44 @@ async def test_an_exhausted_schedule_fails_the_delivery_and_disables_the_endpoin
         assert "10 attempts" in view["disabledReason"]
         assert "HTTP 500" in view["disabledReason"]
         assert 'outcome="gave_up"' in n.rt.metrics.render().decode()
+
+
+async def test_several_consumers_share_the_partitions_and_each_generation_stays_in_order(
+    make_settings: Any, run_notifier: Any, receiver: Any, events: Any
+) -> None:
+    async with run_notifier(make_settings(consumers=3)) as n:
+        assert len(n.rt.consumers) == 3
+        assert len({c.group_id for c in n.rt.consumers}) == 1, "one group: partitions shared"
+        user = unique("u-")
+        await n.register(
+            user, receiver.url(), events=["generation.progressed", "generation.completed"]
+        )
+        gids = [unique("g-") for _ in range(6)]
+        for gid in gids:
+            await n.publish(events.requested(gid, user))
+        # the event types have topics of their own: no order between them, so each round is
+        # written before the next is sent (as the poller's come seconds apart)
+        for i, p in enumerate((0.5, 0.75)):
+            for gid in gids:
+                await n.publish(
+                    TaskProgressed(
+                        generation_id=gid,
+                        runway_task_id="t-" + gid,
+                        runway_status="RUNNING",
+                        progress=p,
+                        observed_at=datetime.now(UTC),
+                    )
+                )
+            for gid in gids:
+                await wait_until(
+                    lambda gid=gid, i=i: _count(n, gid, i + 1), within=20, what="written"
+                )
+        for gid in gids:
+            await n.publish(events.completed(gid, user))
+        for gid in gids:
+            await n.settled(gid, 3)
+        seen: dict[str, list[float]] = {}
+        for r in receiver.requests:
+            data = r.json()["data"]
+            seen.setdefault(data["generationId"], []).append(data["progress"])
+        assert seen == {gid: [0.5, 0.75, 1.0] for gid in gids}

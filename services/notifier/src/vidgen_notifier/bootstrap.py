@@ -3,9 +3,10 @@ concrete adapters: the HTTP sender, the object store that presigns links, the va
 
     run_service(NotifierSettings(), MIGRATIONS, EMITS, bootstrap)  # see __main__
 
-The runtime runs, until SIGTERM: the consumer (``notifier``, :mod:`vidgen_notifier.handlers`),
-the delivery loop (:mod:`vidgen_notifier.deliverer`) and, on ``VIDGEN_HTTP_PORT``, the
-webhooks API with ``/healthz``, ``/readyz``, ``/metrics``. The notifier emits no events.
+The runtime runs, until SIGTERM: ``VIDGEN_CONSUMERS`` consumers of one group (``notifier``,
+:mod:`vidgen_notifier.handlers`), the delivery loop (:mod:`vidgen_notifier.deliverer`) and,
+on ``VIDGEN_HTTP_PORT``, the webhooks API with ``/healthz``, ``/readyz``, ``/metrics``. The
+notifier emits no events.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def bootstrap(
     sender: Sender | None = None,
     storage: Storage | None = None,
 ) -> Notifier:
-    """Register the notifier's consumer, delivery loop and API on ``rt``."""
+    """Register the notifier's consumers, delivery loop and API on ``rt``."""
     metrics = NotifierMetrics(rt.metrics.registry)
     http = None
     if sender is None:
@@ -75,7 +76,8 @@ def bootstrap(
         tracer=rt.tracer,
     )
     handlers = NotifierHandlers(rt.uow, wake=deliverer.wake.set)
-    rt.add_consumer(settings.kafka.topic_prefix + CONSUMER, handlers.table())
+    for _ in range(settings.consumers):  # one group: the partitions are shared between them
+        rt.add_consumer(settings.kafka.topic_prefix + CONSUMER, handlers.table())
     rt.add_loop("deliveries", deliverer.run)
     webhooks = Webhooks(rt.sessions, vault, settings, wake=deliverer.wake.set)
     app = create_app(

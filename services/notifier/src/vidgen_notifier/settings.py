@@ -76,6 +76,14 @@ class NotifierSettings(ServiceSettings, JwtSettings):
         le=7 * 86_400,
         description="default time both the old and the new secret sign after a rotation",
     )
+    consumers: int = Field(
+        3,
+        ge=1,
+        le=32,
+        description="consumers of the generation events per replica (one group: the "
+        "partitions are shared, each generation stays in order); replicas x this at most "
+        "KAFKA_PARTITIONS",
+    )
     webhook_max_concurrent: int = Field(32, ge=1, description="deliveries in flight per replica")
     webhook_lease_s: float = Field(
         60.0,

@@ -1,9 +1,9 @@
 """The delivery loop: claim due deliveries, sign, send, record, decide.
 
 It is :class:`vidgen_common.workloop.WorkLoop` over the ``deliveries`` table
-(:func:`vidgen_notifier.store.claim_due`: due rows whose earlier deliveries to the same
-endpoint for the same generation are done, leased under a fresh token, the attempt counted
-and opened). For each claimed row :meth:`Deliverer.deliver`:
+(:func:`vidgen_notifier.store.claim_due`, one statement: due rows whose earlier deliveries to
+the same endpoint for the same generation are done, leased under a fresh token, the attempt
+counted and opened). For each claimed row :meth:`Deliverer.deliver`:
 
 1. reads the endpoint and the secrets in force (its own, or the user's for a generate
    request's ``webhookUrl``; the previous one too during a rotation's overlap);
@@ -221,37 +221,32 @@ class Deliverer:
         await self.record(row, token, answer, latency_ms)
 
     async def record(self, row: Delivery, token: str, answer: Answer, latency_ms: int) -> None:
+        """Write the attempt and the decision in one transaction, only while ``token`` still
+        holds the claim. ``row.attempts`` is the count the claim made: while the token holds,
+        nothing else changed it."""
         now = self._clock()
+        decision = decide(
+            answer, row.attempts, now, scale=self._s.webhook_schedule_scale, rand=self._rand()
+        )
+        status = {"delivered": "delivered", "retry": "pending", "give_up": "failed"}.get(
+            decision.kind, "disabled"
+        )
         async with self._sessions() as s, s.begin():
-            held = await store.claimed(s, row.id, token)
-            if held is None:
-                log.warning("delivery %s: claim lost before its result was written", row.id)
-                return
-            decision = decide(
-                answer, held.attempts, now, scale=self._s.webhook_schedule_scale, rand=self._rand()
-            )
-            await store.finish_attempt(
+            held = await store.record_attempt(
                 s,
                 row.id,
+                token,
                 now=now,
+                status=status,
                 status_code=answer.status_code,
                 latency_ms=latency_ms,
                 error=decision.error,
+                next_attempt_at=decision.next_attempt_at if decision.kind == "retry" else None,
             )
-            if decision.kind == "delivered":
-                await store.settle(s, row.id, status="delivered", now=now)
-            elif decision.kind == "retry":
-                await store.settle(
-                    s,
-                    row.id,
-                    status="pending",
-                    now=now,
-                    next_attempt_at=decision.next_attempt_at,
-                    error=decision.error,
-                )
-            else:
-                status = "failed" if decision.kind == "give_up" else "disabled"
-                await store.settle(s, row.id, status=status, now=now, error=decision.error)
+            if not held:
+                log.warning("delivery %s: claim lost before its result was written", row.id)
+                return
+            if decision.kind in ("disable", "give_up"):
                 await store.disable_endpoint(s, row.endpoint_id, decision.reason or "", now)
                 log.warning("endpoint %s disabled: %s", row.endpoint_id, decision.reason)
         self._metrics.deliveries.labels(_OUTCOME[decision.kind]).inc()

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -227,7 +229,12 @@ async def insert_delivery(session: AsyncSession, d: Delivery) -> bool:
     return result.scalar_one_or_none() is not None
 
 
-_CLAIM = """
+# One statement, one round trip: the due rows leased under the token with their attempt
+# counted, the attempt a dead replica left open closed as interrupted, this one opened.
+# Every sub-statement sees the snapshot from before the statement, so ``closed`` cannot close
+# the attempts ``opened`` inserts; each runs once whether or not its output is read.
+_CLAIM = text(
+    """
 WITH due AS (
     SELECT d.id FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
     WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND e.enabled
@@ -238,12 +245,20 @@ WITH due AS (
     ORDER BY d.next_attempt_at, d.seq
     LIMIT :limit
     FOR UPDATE OF d SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries SET claim_token = :token, next_attempt_at = :until,
+           attempts = attempts + 1, updated_at = :now
+    WHERE id IN (SELECT id FROM due)
+    RETURNING *
+), closed AS (
+    UPDATE delivery_attempts SET finished_at = :now, error = :interrupted
+    WHERE delivery_id IN (SELECT id FROM claimed) AND finished_at IS NULL
+), opened AS (
+    INSERT INTO delivery_attempts (delivery_id, at) SELECT id, :now FROM claimed
 )
-UPDATE deliveries SET claim_token = :token, next_attempt_at = :until,
-       attempts = attempts + 1, updated_at = :now
-WHERE id IN (SELECT id FROM due)
-RETURNING id
+SELECT * FROM claimed ORDER BY seq
 """
+).columns(data=JSONB)
 
 
 async def claim_due(
@@ -251,75 +266,73 @@ async def claim_due(
 ) -> tuple[Sequence[Delivery], str]:
     """Due deliveries whose earlier ones (same endpoint and generation) are done, skipping
     rows other replicas hold; each moved one lease ahead, its attempt counted and opened.
-    An attempt a dead replica left open is closed as interrupted."""
+    An attempt a dead replica left open is closed as interrupted. One round trip."""
     token = uuid.uuid4().hex
-    result = await run_sql(
-        session,
-        _CLAIM,
-        {"now": now, "limit": limit, "token": token, "until": now + timedelta(seconds=lease_s)},
-    )
-    ids = [r[0] for r in result.all()]
-    if not ids:
-        return [], token
-    await run_sql(
-        session,
-        "UPDATE delivery_attempts SET finished_at = :now, error = :e "
-        "WHERE delivery_id = ANY(:ids) AND finished_at IS NULL",
-        {"ids": ids, "now": now, "e": INTERRUPTED},
-    )
-    await run_sql(
-        session,
-        "INSERT INTO delivery_attempts (delivery_id, at) SELECT unnest(CAST(:ids AS text[])), :now",
-        {"ids": ids, "now": now},
-    )
-    rows = (await session.exec(select(Delivery).where(col(Delivery.id).in_(ids)))).all()
-    return sorted(rows, key=lambda r: r.seq or 0), token
+    params = {
+        "now": now,
+        "limit": limit,
+        "token": token,
+        "until": now + timedelta(seconds=lease_s),
+        "interrupted": INTERRUPTED,
+    }
+    result = await (await session.connection()).execute(_CLAIM, params)
+    return [Delivery(**row._mapping) for row in result], token
 
 
-async def claimed(session: AsyncSession, delivery_id: str, token: str) -> Delivery | None:
-    """The delivery, locked, if ``token`` still holds its claim."""
-    query = (
-        select(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.claim_token == token)
-        .with_for_update()
-    )
-    return (await session.exec(query)).first()
+# The attempt's result and the delivery's new state, written only while ``token`` still
+# holds the claim (a lease that ran out was claimed again under another token; a disabled
+# endpoint's rows lost theirs): one round trip, the row locked by the UPDATE itself.
+_RECORD = text(
+    """
+WITH held AS (
+    UPDATE deliveries SET status = :s, claim_token = NULL, last_error = :last_error,
+           next_attempt_at = coalesce(:due, next_attempt_at), updated_at = :now,
+           delivered_at = CASE WHEN :s = 'delivered' THEN :now ELSE delivered_at END
+    WHERE id = :id AND claim_token = :token
+    RETURNING id
+), attempt AS (
+    UPDATE delivery_attempts SET finished_at = :now, status_code = :c, latency_ms = :l,
+           error = :e
+    WHERE id = (SELECT max(id) FROM delivery_attempts WHERE delivery_id = :id)
+      AND EXISTS (SELECT 1 FROM held)
+)
+SELECT count(*) FROM held
+"""
+)
 
 
-async def finish_attempt(
+async def record_attempt(
     session: AsyncSession,
     delivery_id: str,
+    token: str,
     *,
     now: datetime,
+    status: str,
     status_code: int | None,
     latency_ms: int,
     error: str | None,
-) -> None:
-    await run_sql(
-        session,
-        "UPDATE delivery_attempts SET finished_at = :now, status_code = :c, latency_ms = :l, "
-        "error = :e WHERE id = (SELECT max(id) FROM delivery_attempts WHERE delivery_id = :d)",
-        {"d": delivery_id, "now": now, "c": status_code, "l": latency_ms, "e": error},
-    )
-
-
-async def settle(
-    session: AsyncSession,
-    delivery_id: str,
-    *,
-    status: str,
-    now: datetime,
     next_attempt_at: datetime | None = None,
-    error: str | None = None,
-) -> None:
-    await run_sql(
+) -> bool:
+    """Close the delivery's open attempt (``error`` shown on it) and move the delivery to
+    ``status`` (``pending`` again at ``next_attempt_at`` for a retry; ``error`` becomes its
+    ``last_error`` unless delivered); False, and nothing written, when ``token`` no longer
+    holds the claim."""
+    result = await run_sql(
         session,
-        "UPDATE deliveries SET status = :s, claim_token = NULL, last_error = :e, "
-        "next_attempt_at = coalesce(:due, next_attempt_at), updated_at = :now, "
-        "delivered_at = CASE WHEN :s = 'delivered' THEN :now ELSE delivered_at END "
-        "WHERE id = :id",
-        {"id": delivery_id, "s": status, "e": error, "due": next_attempt_at, "now": now},
+        _RECORD,
+        {
+            "id": delivery_id,
+            "token": token,
+            "s": status,
+            "last_error": None if status == "delivered" else error,
+            "due": next_attempt_at,
+            "now": now,
+            "c": status_code,
+            "l": latency_ms,
+            "e": error,
+        },
     )
+    return bool(result.scalar_one())
 
 
 async def next_due_at(session: AsyncSession) -> datetime | None:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -84,6 +85,41 @@ async def test_inbox_gives_one_effect_per_event_even_under_races(
     async with UnitOfWork(sessions, source="/test") as uow:
         assert await uow.claim("consumer-b", env)
         await uow.commit()
+
+
+async def test_a_claim_under_the_generation_lock_is_one_round_trip_and_serialises(
+    cancel_event: MakeEvent, sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    first = Envelope(data=cancel_event("g1", "a"), source="/test")
+    second = Envelope(data=cancel_event("g1", "b"), source="/test")
+    statements: list[str] = []
+
+    def count_statements(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    async def handle(env: Envelope[GenerationCancelRequested], hold_s: float) -> int | None:
+        async with UnitOfWork(sessions, source="/test") as uow:
+            before = len(statements)
+            if not await uow.claim_locked("consumer-a", env, "g1"):
+                return None
+            assert len(statements) == before + 1, statements[before:]
+            rows = int((await run_sql(uow.session, "SELECT count(*) FROM effects")).scalar_one())
+            await run_sql(uow.session, "INSERT INTO effects (generation_id) VALUES ('g1')")
+            await asyncio.sleep(hold_s)
+            await uow.commit()
+            return rows
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count_statements)
+    try:
+        a = asyncio.create_task(handle(first, 0.3))
+        await asyncio.sleep(0.1)  # the first holds the lock
+        b = asyncio.create_task(handle(second, 0.0))
+        assert await a == 0
+        assert await b == 1, "the second waited for the first and saw its row"
+        again = await asyncio.gather(*(handle(first, 0.0) for _ in range(3)))
+        assert again == [None, None, None], "handled before: no second effect"
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count_statements)
 
 
 async def test_relay_publishes_in_order_and_republishes_after_a_crash_before_marking(

@@ -63,6 +63,16 @@ class UnitOfWork:
         """Record ``envelope`` as handled by ``consumer``; False if it already was."""
         return await inbox.claim(self.session, consumer, envelope.id, envelope.type)
 
+    async def claim_locked(
+        self, consumer: str, envelope: Envelope[EventData], generation_id: str
+    ) -> bool:
+        """Lock ``generation_id`` for this transaction (as
+        :func:`vidgen_common.db.lock_generation`) and :meth:`claim` ``envelope``, in one round
+        trip: what a handler of a generation's event does first."""
+        return await inbox.claim_locked(
+            self.session, consumer, envelope.id, envelope.type, generation_id
+        )
+
     async def seen(self, consumer: str, envelope: Envelope[EventData]) -> bool:
         """True if ``consumer`` already handled ``envelope`` (claims nothing)."""
         return await inbox.seen(self.session, consumer, envelope.id)

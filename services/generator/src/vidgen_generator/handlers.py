@@ -31,7 +31,6 @@ from datetime import datetime
 
 from vidgen_common.bus import Handler
 from vidgen_common.clock import utc_now
-from vidgen_common.db import lock_generation
 from vidgen_common.events import (
     Envelope,
     EventData,
@@ -88,8 +87,7 @@ class GeneratorHandlers:
             req, traceparent or envelope.traceparent, tracestate or envelope.tracestate
         )
         async with self._uow() as uow:
-            await lock_generation(uow.session, req.generation_id)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, req.generation_id):
                 return
             if await store.CANCELS.is_cancelled(uow.session, req.generation_id):
                 if await store.insert(uow.session, new, "cancelled", now):
@@ -107,8 +105,7 @@ class GeneratorHandlers:
         gid = envelope.data.generation_id
         now = self._clock()
         async with self._uow() as uow:
-            await lock_generation(uow.session, gid)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, gid):
                 return
             await store.CANCELS.add(uow.session, gid, now)
             row = await store.get(uow.session, gid)
@@ -133,8 +130,7 @@ class GeneratorHandlers:
         now = self._clock()
         resubmitted = False
         async with self._uow() as uow:
-            await lock_generation(uow.session, gid)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, gid):
                 return
             session = uow.session
             row = await store.get(session, gid, event.attempt)

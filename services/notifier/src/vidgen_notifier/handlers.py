@@ -34,7 +34,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidgen_common.bus import Handler
 from vidgen_common.clock import utc_now
-from vidgen_common.db import lock_generation
 from vidgen_common.events import Envelope, EventData, GenerationRequested
 from vidgen_common.telemetry import current_trace_headers
 from vidgen_common.uow import UnitOfWork
@@ -120,8 +119,7 @@ class NotifierHandlers:
         written = 0
         async with self._uow() as uow:
             s = uow.session
-            await lock_generation(s, gid)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, gid):
                 return
             gen = await store.generation(s, gid)
             if gen is None:

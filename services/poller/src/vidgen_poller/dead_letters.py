@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from vidgen_common.clock import utc_now
-from vidgen_common.db import lock_generation
 from vidgen_common.events import (
     Envelope,
     GenerationCancelRequested,
@@ -91,8 +90,7 @@ class PollerDeadLetters:
     async def _track_anyway(self, envelope: Envelope[TaskSubmitted]) -> bool:
         event, now = envelope.data, self._clock()
         async with self._uow() as uow:
-            await lock_generation(uow.session, event.generation_id)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, event.generation_id):
                 return False
             await store.insert_submitted(
                 uow.session,
@@ -114,8 +112,7 @@ class PollerDeadLetters:
             f"({reason}); Runway task {event.runway_task_id} could not be tracked ({exc!r})."
         )
         async with self._uow() as uow:
-            await lock_generation(uow.session, event.generation_id)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, event.generation_id):
                 return
             await store.CANCELS.add(uow.session, event.generation_id, now)
             uow.emit(
@@ -136,8 +133,7 @@ class PollerDeadLetters:
     ) -> None:
         gid, now = envelope.data.generation_id, self._clock()
         async with self._uow() as uow:
-            await lock_generation(uow.session, gid)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, gid):
                 return
             await store.CANCELS.add(uow.session, gid, now)
             flagged = await store.request_cancel(uow.session, gid, now)

@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 from vidgen_common.backoff import backoff_delay
 from vidgen_common.bus import Handler
 from vidgen_common.clock import utc_now
-from vidgen_common.db import lock_generation
 from vidgen_common.events import (
     Envelope,
     EventData,
@@ -75,8 +74,7 @@ class PollerHandlers:
         elapsed = (now - event.submitted_at).total_seconds()
         first = next_poll_in(Observed(), elapsed, stats, self._s.schedule)
         async with self._uow() as uow:
-            await lock_generation(uow.session, event.generation_id)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, event.generation_id):
                 return
             await store.insert_submitted(
                 uow.session,
@@ -97,8 +95,7 @@ class PollerHandlers:
         gid = envelope.data.generation_id
         now = self._clock()
         async with self._uow() as uow:
-            await lock_generation(uow.session, gid)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, gid):
                 return
             await store.CANCELS.add(uow.session, gid, now)
             flagged = await store.request_cancel(uow.session, gid, now)
@@ -110,8 +107,7 @@ class PollerHandlers:
         event = envelope.data
         now = self._clock()
         async with self._uow() as uow:
-            await lock_generation(uow.session, event.generation_id)
-            if not await uow.claim(CONSUMER, envelope):
+            if not await uow.claim_locked(CONSUMER, envelope, event.generation_id):
                 return
             row = await store.get(uow.session, event.runway_task_id)
             due = now + timedelta(seconds=self._refresh_delay_s(event.refreshes))

@@ -119,10 +119,15 @@ async def test_weights_give_a_user_a_larger_share(generate: Any, status: Any) ->
 
 
 async def _finish_one(
-    generate: Any, feed: Any, *, start: datetime, asked: datetime | None = None
+    generate: Any,
+    feed: Any,
+    *,
+    start: datetime,
+    asked: datetime | None = None,
+    task_s: float = 8.0,
 ) -> None:
-    """A 5 s video of "past" whose task took 8 s, then 1 s to store; asked for now (through
-    the API) or at ``asked`` (its request event)."""
+    """A 5 s video of "past" whose task took 8 s (``task_s``), then 1 s to store; asked for
+    now (through the API) or at ``asked`` (its request event)."""
     if asked is None:
         gid = await generate("past")
     else:
@@ -148,7 +153,7 @@ async def _finish_one(
             user_id="past",
             runway_task_id=f"task-{gid}",
             output_urls=["https://runway.example/out.mp4"],
-            fetched_at=start + timedelta(seconds=8),
+            fetched_at=start + timedelta(seconds=task_s),
         )
     )
     await feed(
@@ -163,7 +168,7 @@ async def _finish_one(
             width=1280,
             height=720,
             codec="h264",
-            completed_at=start + timedelta(seconds=9),
+            completed_at=start + timedelta(seconds=task_s + 1),
         )
     )
 
@@ -179,6 +184,44 @@ async def test_the_first_finished_task_replaces_the_prior_at_once(
     await _finish_one(generate, feed, start=datetime.now(UTC) - timedelta(seconds=20))
     after = await status("bob", waiting)
     assert _at(after["estimatedCompletionAt"]) < datetime.now(UTC) + timedelta(seconds=12)
+
+
+async def test_the_time_left_never_grows_when_longer_tasks_are_learnt(
+    generate: Any, feed: Any, status: Any
+) -> None:
+    # a waiting user watches the time left: tasks that turn out longer than the prior must not
+    # push it back up (it was shown growing by a second or more once the first tasks ended)
+    running = await generate("alice")
+    await feed(_submitted(running, "alice", slots=1))
+    waiting = await generate("bob")
+    shown = [await status("bob", waiting), await status("alice", running)]
+    await _finish_one(generate, feed, start=datetime.now(UTC) - timedelta(seconds=300), task_s=200)
+    again = [await status("bob", waiting), await status("alice", running)]
+    for before, after in zip(shown, again, strict=True):
+        for field in ("estimatedStartAt", "estimatedCompletionAt", "estimatedCompletionP90At"):
+            assert _at(after[field]) <= _at(before[field]) + timedelta(seconds=5), field
+    # what it learnt still counts for what is asked for later
+    later = await status("carol", await generate("carol"))
+    assert _at(later["estimatedCompletionAt"]) > _at(again[0]["estimatedCompletionAt"]) + timedelta(
+        seconds=150
+    )
+
+
+async def test_the_estimate_moves_back_when_a_generation_is_placed_ahead(
+    generate: Any, feed: Any, status: Any
+) -> None:
+    # fair share: a newcomer goes ahead of a flooding user's queue, whose estimate moves back
+    running = await generate("alice")
+    await feed(_submitted(running, "alice", slots=1))
+    queued = await generate("alice")
+    before = await status("alice", queued)
+    assert before["queuePosition"] == 1
+    await generate("carol")
+    after = await status("alice", queued)
+    assert after["queuePosition"] == 2
+    assert _at(after["estimatedCompletionAt"]) > _at(before["estimatedCompletionAt"]) + timedelta(
+        seconds=30
+    )
 
 
 async def test_estimates_come_from_the_tasks_that_finished(

@@ -37,7 +37,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -179,6 +179,7 @@ class Queue:
         self._clock = clock
         self._times: dict[tuple[str, int], tuple[float, Times]] = {}
         self._refills: dict[str, tuple[float, tuple[float, float], int]] = {}
+        self._shown: dict[str, _Shown] = {}
 
     def _fresh(self, read_at: float, samples: int) -> bool:
         settled = samples >= min(_STATS_SETTLED, self._s.eta_history)
@@ -224,14 +225,62 @@ class Queue:
         return found
 
     async def estimate(self, session: AsyncSession, gen: Generation, now: datetime) -> Estimate:
-        """The estimate for ``gen`` now (:data:`NONE` once it is finished or being cancelled)."""
+        """The estimate for ``gen`` now (:data:`NONE` once it is finished or being cancelled),
+        its time left never longer than the last one shown (:meth:`_held`)."""
         status = Status(gen.status)
         if status.terminal or gen.cancel_requested_at is not None:
+            self._shown.pop(gen.id, None)
             return NONE
         own = await self.times(session, gen.model, gen.duration)
         if status is not Status.queued:
-            return self._started(gen, own, now)
-        return await self._waiting(session, gen, own, now)
+            found = self._started(gen, own, now)
+        else:
+            found = await self._waiting(session, gen, own, now)
+        return self._held(gen.id, found, now)
+
+    def _held(self, gid: str, found: Estimate, now: datetime) -> Estimate:
+        """``found``, each time in it held to the one shown before plus the time since: the
+        time left a user watches only shrinks, whatever the learnt times do meanwhile (the
+        first tasks to end replace the prior, and a task that runs longer than its median
+        moves the median). Tasks that turn out longer make it hold still until it is right
+        again, instead of jumping back. It moves back only for a cause the user can see: a
+        generation placed ahead of it (its ``queuePosition`` grew) or a wait for the daily cap
+        or for credits. Per gateway process, as the learnt times are."""
+        before = self._shown.get(gid)
+        held = found
+        if (
+            before is not None
+            and found.estimated_completion_at is not None
+            and found.queue_reason not in _MOVES_BACK
+            and (found.queue_position or 0) <= before.position
+        ):
+            since = now - before.at
+            start = _earlier(found.estimated_start_at, before.start, since)
+            if found.queue_position is None and found.estimated_start_at is not None:
+                start = found.estimated_start_at  # the real start: it has begun
+            done = _earlier(found.estimated_completion_at, before.done, since)
+            done90 = _earlier(found.estimated_completion_p90_at, before.done90, since)
+            held = replace(
+                found,
+                estimated_start_at=start,
+                estimated_completion_at=done,
+                estimated_completion_p90_at=None
+                if done90 is None or done is None
+                else max(done, done90),
+            )
+        if held.estimated_completion_at is None:
+            self._shown.pop(gid, None)
+            return held
+        if len(self._shown) > 100_000:
+            self._shown.clear()
+        self._shown[gid] = _Shown(
+            at=now,
+            position=held.queue_position or 0,
+            start=held.estimated_start_at,
+            done=held.estimated_completion_at,
+            done90=held.estimated_completion_p90_at,
+        )
+        return held
 
     def _started(self, gen: Generation, own: Times, now: datetime) -> Estimate:
         started = gen.submitted_at or gen.updated_at
@@ -305,6 +354,28 @@ class Queue:
         self, session: AsyncSession, gens: Sequence[Generation], now: datetime
     ) -> dict[str, Estimate]:
         return {g.id: await self.estimate(session, g, now) for g in gens}
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """The estimate last shown for a generation, and when."""
+
+    at: datetime
+    position: int  # 0 once it has started
+    start: datetime | None
+    done: datetime | None
+    done90: datetime | None
+
+
+_MOVES_BACK = frozenset({"daily_cap_reached", "organization_out_of_credits"})
+
+
+def _earlier(found: datetime | None, before: datetime | None, since: timedelta) -> datetime | None:
+    """``found``, or the time shown ``before`` carried forward by ``since`` if that is
+    earlier: the same time left as then."""
+    if found is None or before is None:
+        return found
+    return min(found, before + since)
 
 
 def _at(epoch: float) -> datetime:

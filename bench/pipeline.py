@@ -69,6 +69,7 @@ from vidgen_common.settings import S3Settings  # noqa: E402
 from vidgen_common.storage import MinioStorage  # noqa: E402
 from vidgen_gateway.auth import mint_dev_token  # noqa: E402
 from vidgen_gateway.settings import GatewaySettings  # noqa: E402
+from vidgen_testing import topics  # noqa: E402
 
 MiB = 1024 * 1024
 MODEL = "gen4_turbo"
@@ -261,19 +262,8 @@ async def cleanup(sys_: System, database: str) -> None:
 
 
 async def delete_topics(prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    with contextlib.suppress(Exception):
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
-        )
-        await admin.start()
-        try:
-            topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-            if topics:
-                await admin.delete_topics(topics)
-        finally:
-            await admin.close()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    await topics.delete_topics(bootstrap, lambda t: t.startswith(prefix))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ the notifier has seen them all, then:
 It prints both with the machine's load average, the broker's storage (a local stack's
 ``VIDGEN_LOCAL_KAFKA_STORAGE``) and the notifier's fetch bound (``--fetch-max-wait-ms``, 50 ms
 as ``make run`` gives it: tansu answers a fetch only when its bound has passed, so the bound
-is added to the hop). The schema is dropped afterwards.
+is added to the hop). The schema and the topics are dropped afterwards.
 
 Against the stack's default broker storage (tansu on S3) the delay varies from run to run
 and grows within a run; ``VIDGEN_LOCAL_DIR=... VIDGEN_KAFKA_STORAGE=memory`` with other
@@ -60,6 +60,7 @@ from vidgen_common.events import (
 )
 from vidgen_common.outbox import Record
 from vidgen_common.settings import DatabaseSettings, KafkaSettings
+from vidgen_testing import topics
 from vidgen_testing.samples import completed, requested
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,6 +308,7 @@ async def bench(args: argparse.Namespace) -> None:
                 proc.kill()
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
+        await topics.delete_topics(kafka.bootstrap_servers, lambda t: t.startswith(prefix))
         arrivals_file.unlink(missing_ok=True)
 
     load = loadavg()

@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from vidgen_runway.catalog import MODELS
+from vidgen_testing import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "generator", "poller", "media")
@@ -204,7 +205,7 @@ def running_system(
         "VIDGEN_ENV": "development",
         "DATABASE_URL": db_url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "KAFKA_TOPIC_PREFIX": f"e2e{run_id}.",
+        "KAFKA_TOPIC_PREFIX": topics.remember(f"e2e{run_id}."),
         "KAFKA_SESSION_TIMEOUT_MS": "3000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "S3_ENDPOINT": s3_endpoint,

@@ -641,13 +641,13 @@ def media_settings(
     its own schema, topics and bucket unless ``overrides`` say otherwise."""
     from vidgen_common.settings import DatabaseSettings, KafkaSettings, S3Settings
     from vidgen_media.settings import MediaSettings
-    from vidgen_testing import unique
+    from vidgen_testing import topics, unique
 
     values: dict[str, Any] = {
         "service_name": unique("media_test_"),
         "kafka": KafkaSettings(
             bootstrap_servers=kafka_bootstrap,
-            topic_prefix=unique("t") + ".",
+            topic_prefix=topics.prefix(),
             enable_idempotence=False,
             session_timeout_ms=3000,
             heartbeat_interval_ms=500,

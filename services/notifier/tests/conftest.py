@@ -38,7 +38,7 @@ from vidgen_common.settings import DatabaseSettings, KafkaSettings, S3Settings
 from vidgen_notifier.bootstrap import EMITS, Notifier, bootstrap
 from vidgen_notifier.migrations import MIGRATIONS
 from vidgen_notifier.settings import NotifierSettings
-from vidgen_testing import unique, wait_until
+from vidgen_testing import topics, unique, wait_until
 from vidgen_testing.samples import completed, requested
 
 # --------------------------------------------------------------------------- the receiver
@@ -172,7 +172,7 @@ def settings_for(
         "http_port": 0,
         "kafka": KafkaSettings(
             bootstrap_servers=kafka_bootstrap,
-            topic_prefix=unique("t") + ".",
+            topic_prefix=topics.prefix(),
             enable_idempotence=False,
             session_timeout_ms=3000,
             heartbeat_interval_ms=500,

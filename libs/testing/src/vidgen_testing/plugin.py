@@ -11,7 +11,9 @@ topic prefix, database schema and bucket, so tests never see each other's data.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from vidgen_common.db import create_engine
 from vidgen_common.settings import DatabaseSettings, KafkaSettings, S3Settings
 from vidgen_common.storage import MinioStorage
+from vidgen_testing import topics
 from vidgen_testing.helpers import unique
 from vidgen_testing.servers import PrivatePostgres, PrivateTansu, find_pg_bindir, find_tansu
 
@@ -85,7 +88,18 @@ def kafka_bootstrap() -> Iterator[str]:
         c = KafkaContainer().with_kraft().start()
         return c.get_bootstrap_server(), c
 
-    yield from _from_env_or_container("KAFKA_BOOTSTRAP_SERVERS", "Kafka", start)
+    for bootstrap in _from_env_or_container("KAFKA_BOOTSTRAP_SERVERS", "Kafka", start):
+        try:
+            yield bootstrap
+        finally:  # the session's own topics (a broker slows with every topic it keeps)
+            _delete_own_topics(bootstrap)
+
+
+def _delete_own_topics(bootstrap: str) -> None:
+    try:
+        asyncio.run(topics.delete_mine(bootstrap))
+    except Exception as exc:  # cleaning up never fails the run it follows
+        print(f"the session's topics were not deleted: {exc!r}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +121,7 @@ def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
     """Kafka settings with a unique topic prefix and short group timeouts."""
     return KafkaSettings(
         bootstrap_servers=kafka_bootstrap,
-        topic_prefix=unique("t") + ".",
+        topic_prefix=topics.prefix(),
         session_timeout_ms=3000,
         heartbeat_interval_ms=500,
         handler_retries=2,

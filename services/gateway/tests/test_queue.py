@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from vidgen_common.events import (
     GenerationCompleted,
@@ -16,8 +17,8 @@ from vidgen_common.events import (
     TaskSubmitted,
     VideoReady,
 )
+from vidgen_gateway.queue import Queue, play
 from vidgen_gateway.queue import _at as at_ms
-from vidgen_gateway.queue import play
 from vidgen_gateway.settings import GatewaySettings
 from vidgen_testing.sse import Stream
 
@@ -207,6 +208,23 @@ async def test_the_time_left_never_grows_when_longer_tasks_are_learnt(
     )
 
 
+async def test_the_time_left_never_grows_from_one_gateway_replica_to_another(
+    generate: Any, feed: Any, status: Any, gateway: Any, settings: GatewaySettings
+) -> None:
+    # a client polling behind a load balancer reads from one replica, then another: the one
+    # it reaches second has never shown this estimate, and must still hold it
+    running = await generate("alice")
+    await feed(_submitted(running, "alice", slots=1))
+    waiting = await generate("bob")
+    shown = [await status("bob", waiting), await status("alice", running)]
+    await _finish_one(generate, feed, start=datetime.now(UTC) - timedelta(seconds=300), task_s=200)
+    gateway.app.state.queue = Queue(settings)  # the other replica, its caches empty
+    again = [await status("bob", waiting), await status("alice", running)]
+    for before, after in zip(shown, again, strict=True):
+        for field in ("estimatedStartAt", "estimatedCompletionAt", "estimatedCompletionP90At"):
+            assert _at(after[field]) <= _at(before[field]) + timedelta(seconds=5), field
+
+
 async def test_the_estimate_moves_back_when_a_generation_is_placed_ahead(
     generate: Any, feed: Any, status: Any
 ) -> None:
@@ -289,13 +307,21 @@ async def test_the_list_and_the_stream_show_the_place_as_it_moves(
 
 
 async def test_a_finished_generation_has_no_estimate(
-    generate: Any, feed: Any, downstream: Any, status: Any
+    generate: Any, feed: Any, downstream: Any, status: Any, runtime: Any
 ) -> None:
+    async def held() -> int:
+        async with runtime.engine.connect() as conn:
+            sql = text("SELECT count(*) FROM shown_estimates WHERE generation_id = :g")
+            return int((await conn.execute(sql, {"g": gid})).scalar_one())
+
     gid = await generate("alice")
+    assert (await status("alice", gid))["estimatedCompletionAt"] is not None
+    assert await held() == 1  # what was shown is held, for every replica
     await feed(downstream(gid, "alice").failed())
     body = await status("alice", gid)
     assert body["queuePosition"] is None
     assert (body["estimatedStartAt"], body["estimatedCompletionAt"]) == (None, None)
+    assert await held() == 0  # and forgotten once it ended
 
 
 def test_playing_the_slots_forward() -> None:

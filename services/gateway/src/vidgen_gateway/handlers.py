@@ -40,7 +40,7 @@ from vidgen_common.events import (
 )
 from vidgen_common.uow import UnitOfWork
 from vidgen_gateway import ledger
-from vidgen_gateway.models import Generation
+from vidgen_gateway.models import Generation, Status
 from vidgen_gateway.projection import apply_event, fail_dead_lettered, from_requested
 from vidgen_gateway.store import lock_generation, notify_change, record_capacity, settle
 
@@ -105,7 +105,8 @@ class ProjectionHandlers:
                 await uow.commit()  # the inbox row: handled, nothing visible changed
                 self._learnt(learnt)
                 return
-            await notify_change(session, self._channel, data.generation_id)
+            finished = gen is not None and Status(gen.status).terminal
+            await notify_change(session, self._channel, data.generation_id, finished=finished)
             await uow.commit()
         self._learnt(learnt)
 
@@ -132,6 +133,6 @@ class ProjectionHandlers:
             gen.version += 1
             gen.updated_at = now
             session.add(gen)
-            await notify_change(session, self._channel, gid)
+            await notify_change(session, self._channel, gid, finished=True)
             await uow.commit()
         log.error("generation %s failed: %s was dead-lettered: %s", gid, envelope.type, reason)

@@ -88,6 +88,43 @@ _RUNNING = text(
 
 _SLOTS = text("SELECT slots FROM model_capacity WHERE model = :m")
 
+# The hold of :meth:`Queue._hold`, for a batch (ids sorted: row locks always in one order).
+# It applies unless the estimate is shown for a cause that moves it back (``free``) or its
+# place grew; then each time is the earlier of the one found and the one shown before plus
+# the time since (the same time left as then). A started generation's start is the real one.
+_SINCE = "GREATEST(interval '0', EXCLUDED.shown_at - s.shown_at)"
+_HELD = "(NOT EXCLUDED.free AND EXCLUDED.position <= s.position)"
+_DONE = (
+    f"CASE WHEN {_HELD} THEN LEAST(EXCLUDED.done_at, s.done_at + {_SINCE})"
+    " ELSE EXCLUDED.done_at END"
+)
+_HOLD = text(
+    f"""WITH gone AS (
+        DELETE FROM shown_estimates WHERE generation_id = ANY(CAST(:drop AS text[])))
+    INSERT INTO shown_estimates AS s
+        (generation_id, shown_at, position, free, started, start_at, done_at, done90_at)
+    SELECT g, CAST(:now AS timestamptz), p, fr, st, a, d, d9
+    FROM unnest(CAST(:ids AS text[]), CAST(:pos AS int[]), CAST(:free AS boolean[]),
+                CAST(:started AS boolean[]), CAST(:starts AS timestamptz[]),
+                CAST(:dones AS timestamptz[]), CAST(:done90s AS timestamptz[]))
+        AS f(g, p, fr, st, a, d, d9)
+    ORDER BY g
+    ON CONFLICT (generation_id) DO UPDATE SET
+        shown_at = EXCLUDED.shown_at, position = EXCLUDED.position, free = EXCLUDED.free,
+        started = EXCLUDED.started,
+        start_at = CASE
+            WHEN {_HELD} AND NOT EXCLUDED.started AND s.start_at IS NOT NULL
+            THEN LEAST(EXCLUDED.start_at, s.start_at + {_SINCE})
+            ELSE EXCLUDED.start_at END,
+        done_at = {_DONE},
+        done90_at = CASE
+            WHEN {_HELD} AND EXCLUDED.done90_at IS NOT NULL AND s.done90_at IS NOT NULL
+            THEN GREATEST({_DONE}, LEAST(EXCLUDED.done90_at, s.done90_at + {_SINCE}))
+            WHEN EXCLUDED.done90_at IS NOT NULL THEN GREATEST({_DONE}, EXCLUDED.done90_at)
+            END
+    RETURNING generation_id, start_at, done_at, done90_at"""  # noqa: S608 (constant SQL pieces)
+)
+
 _LEARNT = text(
     """
     SELECT EXTRACT(EPOCH FROM task_ended_at - submitted_at) AS task_s,
@@ -179,7 +216,6 @@ class Queue:
         self._clock = clock
         self._times: dict[tuple[str, int], tuple[float, Times]] = {}
         self._refills: dict[str, tuple[float, tuple[float, float], int]] = {}
-        self._shown: dict[str, _Shown] = {}
 
     def _fresh(self, read_at: float, samples: int) -> bool:
         settled = samples >= min(_STATS_SETTLED, self._s.eta_history)
@@ -226,60 +262,66 @@ class Queue:
 
     async def estimate(self, session: AsyncSession, gen: Generation, now: datetime) -> Estimate:
         """The estimate for ``gen`` now (:data:`NONE` once it is finished or being cancelled),
-        its time left never longer than the last one shown (:meth:`_held`)."""
+        its time left never longer than the last one shown by any replica (:meth:`_hold`).
+        Commits ``session`` when it holds one."""
+        return (await self.estimates(session, [gen], now))[gen.id]
+
+    async def estimates(
+        self, session: AsyncSession, gens: Sequence[Generation], now: datetime
+    ) -> dict[str, Estimate]:
+        found = {g.id: await self._found(session, g, now) for g in gens}
+        return await self._hold(session, found, now)
+
+    async def _found(self, session: AsyncSession, gen: Generation, now: datetime) -> Estimate:
         status = Status(gen.status)
         if status.terminal or gen.cancel_requested_at is not None:
-            self._shown.pop(gen.id, None)
             return NONE
         own = await self.times(session, gen.model, gen.duration)
         if status is not Status.queued:
-            found = self._started(gen, own, now)
-        else:
-            found = await self._waiting(session, gen, own, now)
-        return self._held(gen.id, found, now)
+            return self._started(gen, own, now)
+        return await self._waiting(session, gen, own, now)
 
-    def _held(self, gid: str, found: Estimate, now: datetime) -> Estimate:
-        """``found``, each time in it held to the one shown before plus the time since: the
-        time left a user watches only shrinks, whatever the learnt times do meanwhile (the
-        first tasks to end replace the prior, and a task that runs longer than its median
-        moves the median). Tasks that turn out longer make it hold still until it is right
-        again, instead of jumping back. It moves back only for a cause the user can see: a
-        generation placed ahead of it (its ``queuePosition`` grew) or a wait for the daily cap
-        or for credits. Per gateway process, as the learnt times are."""
-        before = self._shown.get(gid)
-        held = found
-        if (
-            before is not None
-            and found.estimated_completion_at is not None
-            and found.queue_reason not in _MOVES_BACK
-            and (found.queue_position or 0) <= before.position
-        ):
-            since = now - before.at
-            start = _earlier(found.estimated_start_at, before.start, since)
-            if found.queue_position is None and found.estimated_start_at is not None:
-                start = found.estimated_start_at  # the real start: it has begun
-            done = _earlier(found.estimated_completion_at, before.done, since)
-            done90 = _earlier(found.estimated_completion_p90_at, before.done90, since)
-            held = replace(
-                found,
-                estimated_start_at=start,
-                estimated_completion_at=done,
-                estimated_completion_p90_at=None
-                if done90 is None or done is None
-                else max(done, done90),
-            )
-        if held.estimated_completion_at is None:
-            self._shown.pop(gid, None)
-            return held
-        if len(self._shown) > 100_000:
-            self._shown.clear()
-        self._shown[gid] = _Shown(
-            at=now,
-            position=held.queue_position or 0,
-            start=held.estimated_start_at,
-            done=held.estimated_completion_at,
-            done90=held.estimated_completion_p90_at,
+    async def _hold(
+        self, session: AsyncSession, found: dict[str, Estimate], now: datetime
+    ) -> dict[str, Estimate]:
+        """``found``, each time in it held to the one shown before (by this replica or another:
+        table ``shown_estimates``) plus the time since: the time left a user watches only
+        shrinks, whatever the learnt times do meanwhile (the first tasks to end replace the
+        prior, and a task that runs longer than its median moves the median). Tasks that turn
+        out longer make it hold still until it is right again, instead of jumping back. It
+        moves back only for a cause the user can see: a generation placed ahead of it (its
+        ``queuePosition`` grew) or a wait for the daily cap or for credits. One statement for
+        all of ``found``, then a commit (its row locks last no longer)."""
+        shown = sorted(g for g, e in found.items() if e.estimated_completion_at is not None)
+        dropped = sorted(
+            g for g, e in found.items() if e.estimated_completion_at is None and e != NONE
         )
+        if not shown and not dropped:
+            return found
+        params = {
+            "now": now,
+            "drop": dropped,
+            "ids": shown,
+            "pos": [found[g].queue_position or 0 for g in shown],
+            "free": [found[g].queue_reason in _MOVES_BACK for g in shown],
+            "started": [
+                found[g].queue_position is None and found[g].estimated_start_at is not None
+                for g in shown
+            ],
+            "starts": [found[g].estimated_start_at for g in shown],
+            "dones": [found[g].estimated_completion_at for g in shown],
+            "done90s": [found[g].estimated_completion_p90_at for g in shown],
+        }
+        rows = (await run_sql(session, _HOLD, params)).all()
+        await session.commit()
+        held = dict(found)
+        for r in rows:
+            held[r.generation_id] = replace(
+                found[r.generation_id],
+                estimated_start_at=r.start_at,
+                estimated_completion_at=r.done_at,
+                estimated_completion_p90_at=r.done90_at,
+            )
         return held
 
     def _started(self, gen: Generation, own: Times, now: datetime) -> Estimate:
@@ -350,32 +392,8 @@ class Queue:
             estimated_completion_p90_at=_at(done90),
         )
 
-    async def estimates(
-        self, session: AsyncSession, gens: Sequence[Generation], now: datetime
-    ) -> dict[str, Estimate]:
-        return {g.id: await self.estimate(session, g, now) for g in gens}
-
-
-@dataclass(frozen=True)
-class _Shown:
-    """The estimate last shown for a generation, and when."""
-
-    at: datetime
-    position: int  # 0 once it has started
-    start: datetime | None
-    done: datetime | None
-    done90: datetime | None
-
 
 _MOVES_BACK = frozenset({"daily_cap_reached", "organization_out_of_credits"})
-
-
-def _earlier(found: datetime | None, before: datetime | None, since: timedelta) -> datetime | None:
-    """``found``, or the time shown ``before`` carried forward by ``since`` if that is
-    earlier: the same time left as then."""
-    if found is None or before is None:
-        return found
-    return min(found, before + since)
 
 
 def _at(epoch: float) -> datetime:

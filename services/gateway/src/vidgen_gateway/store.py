@@ -278,9 +278,21 @@ async def record_capacity(session: AsyncSession, model: str, slots: int, at: dat
     )
 
 
-async def notify_change(session: AsyncSession, channel: str, generation_id: str) -> None:
-    """Wake live streams of ``generation_id`` once the current transaction commits."""
-    await run_sql(session, "SELECT pg_notify(:c, :g)", {"c": channel, "g": generation_id})
+_NOTIFY = text("SELECT pg_notify(:c, :g)")
+_NOTIFY_FINISHED = text(
+    """WITH gone AS (DELETE FROM shown_estimates WHERE generation_id = :g)
+    SELECT pg_notify(:c, :g)"""
+)
+
+
+async def notify_change(
+    session: AsyncSession, channel: str, generation_id: str, *, finished: bool = False
+) -> None:
+    """Wake live streams of ``generation_id`` once the current transaction commits;
+    ``finished``: it has ended, and the estimate last shown for it goes too (same round
+    trip)."""
+    sql = _NOTIFY_FINISHED if finished else _NOTIFY
+    await run_sql(session, sql, {"c": channel, "g": generation_id})
 
 
 # -- the ledger: settlement, usage, budgets -------------------------------------------------

@@ -3,10 +3,12 @@ migrated before (its ``schema_migrations`` rows) is carried forward, not migrate
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgen_common.migrations import COMMON_MIGRATIONS, load_migrations, migrate, split_sql
@@ -99,3 +101,115 @@ async def test_a_database_migrated_before_is_carried_forward(
             ("demo", 1),
             ("demo", 2),
         ]
+
+
+_NOTES = "-- notes\nCREATE TABLE notes (id int PRIMARY KEY, body text);\n"
+_BODY_INDEX = (
+    "-- notes by body\n-- mode: concurrently\n"
+    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS notes_body ON notes (body);\n"
+)
+
+
+async def _index_valid(engine: AsyncEngine, name: str) -> bool | None:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE c.relname = :i AND c.relnamespace = current_schema()::regnamespace"
+            ),
+            {"i": name},
+        )
+        valid: bool | None = found.scalar_one_or_none()
+        return valid
+
+
+def test_a_concurrently_migration_may_only_build_or_drop_indexes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fine = load_migrations(_package(tmp_path, {"0001_i.sql": _BODY_INDEX}), "demo")
+    assert fine[0].concurrently
+    assert fine[0].statements == (
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS notes_body ON notes (body)",
+    )
+    for wrong in (
+        "CREATE INDEX CONCURRENTLY notes_body ON notes (body);\n",  # not idempotent
+        "ALTER TABLE notes ADD COLUMN extra int;\n",
+    ):
+        files = {"0001_i.sql": "-- notes by body\n-- mode: concurrently\n" + wrong}
+        with pytest.raises(ValueError, match="concurrently"):
+            load_migrations(_package(tmp_path, files), "demo")
+
+
+@pytest.mark.integration
+async def test_writes_go_on_while_a_concurrently_migration_builds_its_index(
+    engine: AsyncEngine, db_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction writing to the table stays open while the next migration builds an index
+    on it: the build waits for it, and meanwhile other writes are not blocked (a plain
+    CREATE INDEX would hold them all until it ends)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = load_migrations(_package(tmp_path, {"0001_notes.sql": _NOTES}), "demo")
+    assert await migrate(engine, db_schema, first)
+    both = load_migrations(
+        _package(tmp_path, {"0001_notes.sql": _NOTES, "0002_body.sql": _BODY_INDEX}), "demo"
+    )
+    async with engine.connect() as holder:
+        await holder.execute(text("INSERT INTO notes VALUES (1, 'one')"))  # left open
+        build = asyncio.create_task(migrate(engine, db_schema, both))
+        async with engine.connect() as watch:
+            for _ in range(200):
+                waiting = await watch.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY%notes_body%'"
+                    )
+                )
+                if waiting.scalar_one() or build.done():
+                    break
+                await watch.rollback()
+                await asyncio.sleep(0.05)
+        assert not build.done(), build  # it waits for the open writer...
+        async with engine.connect() as writer:  # ...and another writer is not held up
+            await writer.execute(text("SET statement_timeout = '5s'"))
+            await writer.execute(text("INSERT INTO notes VALUES (2, 'two')"))
+            await writer.commit()
+        await holder.commit()
+    assert await asyncio.wait_for(build, 30) == ["demo:2 notes by body"]
+    assert await _index_valid(engine, "notes_body") is True
+
+
+@pytest.mark.integration
+async def test_an_index_left_invalid_by_a_build_cut_short_is_built_again(
+    engine: AsyncEngine, db_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = load_migrations(_package(tmp_path, {"0001_notes.sql": _NOTES}), "demo")
+    assert await migrate(engine, db_schema, first)
+    async with engine.connect() as conn:
+        await conn.execute(text("INSERT INTO notes VALUES (1, 'same'), (2, 'same')"))
+        await conn.commit()
+        ac = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        with pytest.raises(DBAPIError):  # the build fails, the index stays behind, invalid
+            await ac.execute(text("CREATE UNIQUE INDEX CONCURRENTLY notes_body ON notes (body)"))
+    assert await _index_valid(engine, "notes_body") is False
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM notes WHERE id = 2"))
+    both = load_migrations(
+        _package(tmp_path, {"0001_notes.sql": _NOTES, "0002_body.sql": _BODY_INDEX}), "demo"
+    )
+    assert await migrate(engine, db_schema, both) == ["demo:2 notes by body"]
+    assert await _index_valid(engine, "notes_body") is True
+
+
+@pytest.mark.integration
+async def test_replicas_starting_together_build_a_concurrently_index_once(
+    engine: AsyncEngine, db_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    both = load_migrations(
+        _package(tmp_path, {"0001_notes.sql": _NOTES, "0002_body.sql": _BODY_INDEX}), "demo"
+    )
+    results = await asyncio.gather(*(migrate(engine, db_schema, both) for _ in range(3)))
+    assert sorted(results) == [[], [], ["demo:1 notes", "demo:2 notes by body"]]
+    assert await _index_valid(engine, "notes_body") is True

@@ -11,15 +11,8 @@ ALTER TABLE generations ADD COLUMN submitted_at timestamptz;
 
 ALTER TABLE generations ADD COLUMN task_ended_at timestamptz;
 
--- The queue of one model, in the order the fair-share query reads it.
-CREATE INDEX generations_queued ON generations (model, user_id, priority DESC, created_at, id)
-    WHERE status = 'queued';
-
-CREATE INDEX generations_running ON generations (model, user_id) WHERE status = 'generating';
-
--- Recent task times per model and duration (the estimates' distribution).
-CREATE INDEX generations_learned ON generations (model, duration, completed_at DESC)
-    WHERE status = 'completed' AND task_ended_at IS NOT NULL;
+-- The queue's indexes on generations are built by migration 0008, without blocking writes
+-- (a database migrated before has them from here: 0008 then finds them).
 
 -- How many tasks of a model the generator lets run at once (from TaskSubmitted).
 CREATE TABLE model_capacity (

@@ -135,3 +135,15 @@ def test_fewer_polls_than_every_six_seconds_and_a_prompt_notice(seed: int) -> No
     # 0.4 s, 0.36 s with 0.2 s), the median well below the dense interval
     assert quantile(delays, 0.95) <= 0.4
     assert quantile(delays, 0.5) <= CFG.dense_interval_s
+
+
+def test_with_a_measured_rate_a_poll_lands_just_after_the_end() -> None:
+    # short tasks (Runway's 1 % steps are 35 ms of a 3.5 s task): once the poll a lead before
+    # the end is behind, the next one aims at the end itself, not at a dense-interval grid
+    # (which left p50 ~0.1 s between a task's end and our noticing it, a slot left idle)
+    rng = random.Random(7)
+    tasks = [(0.5, 3.0 * math.exp(rng.gauss(0, 0.05))) for _ in range(200)]
+    stats = learn([q + r for q, r in tasks[:100]], 3.5, CFG)
+    delays = sorted(simulate(q, r, stats)[1] for q, r in tasks[100:])
+    assert quantile(delays, 0.5) <= 0.06
+    assert quantile(delays, 0.95) <= 0.1

@@ -14,8 +14,11 @@ How the next poll is chosen (:func:`next_poll_in`):
 * **PENDING, or RUNNING without progress**: aim part of the way to the learned median.
 * **RUNNING with progress**: estimate the end (:func:`estimate_end`). Two observations with
   different progress give a rate, hence an end known to within the progress granularity:
-  poll ``lead_s`` before it. One observation gives an end that depends on when the task
-  started (unknown): go ``single_point_fraction`` of the way, to measure the rate.
+  poll ``lead_s`` before it; then, when the end is known to within half the dense interval
+  (Runway's progress comes in 1 % steps, ``progress_step``: 35 ms of a 3.5 s task, 0.45 s
+  of a 45 s one), just after the latest it can be. One observation gives an end that
+  depends on when the task started (unknown): go ``single_point_fraction`` of the way, to
+  measure the rate.
 * **Near the end**: dense polls every ``dense_interval_s`` (this bounds the delay between
   the end and our noticing it).
 * **Overdue** (past the estimate): the interval grows with the overdue time, up to
@@ -42,6 +45,7 @@ class ScheduleConfig(BaseModel):
     first_poll_fraction: float = Field(0.8, gt=0, le=1)
     dense_interval_s: float = Field(0.2, gt=0)
     lead_s: float = Field(0.3, ge=0)
+    progress_step: float = Field(0.01, gt=0, le=1)
     min_interval_s: float = Field(0.2, gt=0)
     max_interval_s: float = Field(30.0, gt=0)
     single_point_fraction: float = Field(0.7, gt=0, le=1)
@@ -156,11 +160,20 @@ def next_poll_in(obs: Observed, now_s: float, stats: DurationStats, cfg: Schedul
         return _clamp(min(delay, max(cfg.overdue_max_interval_s, cfg.dense_interval_s)), cfg)
     if confidence is Confidence.RATE:
         target = remaining - cfg.lead_s
+        within = _end_known_within(obs, cfg)
+        if target < cfg.min_interval_s and within <= cfg.dense_interval_s / 2:
+            return _clamp(remaining + within, cfg)  # the lead poll is behind: aim at the end
     elif confidence is Confidence.SINGLE:
         target = remaining * cfg.single_point_fraction
     else:
         target = remaining * cfg.prior_fraction
     return _clamp(max(target, cfg.dense_interval_s), cfg)
+
+
+def _end_known_within(obs: Observed, cfg: ScheduleConfig) -> float:
+    """Seconds the progress rate's end may be off by: one progress step at that rate."""
+    (t1, p1), (t2, p2) = obs.points[-2], obs.points[-1]
+    return cfg.progress_step * (t2 - t1) / (p2 - p1)
 
 
 def _clamp(delay: float, cfg: ScheduleConfig) -> float:

@@ -241,7 +241,7 @@ def make_generator(gen_sessions: async_sessionmaker[AsyncSession]) -> MakeGenera
     shared_clock = FakeClock()
 
     def make(**settings: Any) -> GeneratorUnderTest:
-        s = GeneratorSettings(**{"retry_base_s": 1.0, **settings})
+        s = GeneratorSettings(**{"retry_base_s": 1.0, "sweep_interval_s": 0.0, **settings})
         return build_generator(gen_sessions, s, shared_runway, shared_storage, shared_clock)
 
     return make
@@ -279,7 +279,7 @@ def make_generator_on(gen_sessions: async_sessionmaker[AsyncSession]) -> BuildOn
     clock = FakeClock()
 
     def make(runway: RunwayClient, storage: FakeStorage, **settings: Any) -> GeneratorUnderTest:
-        s = GeneratorSettings(**{"retry_base_s": 1.0, **settings})
+        s = GeneratorSettings(**{"retry_base_s": 1.0, "sweep_interval_s": 0.0, **settings})
         return build_generator(gen_sessions, s, runway, storage, clock)
 
     return make

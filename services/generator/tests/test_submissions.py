@@ -355,6 +355,23 @@ async def test_missing_image_fails_and_large_images_are_uploaded(
     assert gen.runway.uploads == [("big.png", 4100, "image/png")]
 
 
+async def test_a_pass_sweeps_at_most_every_sweep_interval(
+    make_generator: Make, request_event: Any
+) -> None:
+    # a pass woken by a task's end claims the freed slot at once: the sweep's round trips
+    # (expired claims, abandoned intents, late cancels) wait for their interval
+    gen = make_generator(claim_lease_s=10, sweep_interval_s=30)
+    await gen.pass_()  # the first pass sweeps
+    await gen.deliver(request_event("g1"))
+    assert len(await gen.submitter.claim()) == 1  # a replica claims, then dies preparing
+    gen.clock.advance(11)  # the claim's lease has run out...
+    await gen.pass_()
+    assert gen.runway.creates == []  # ...but the last sweep was less than 30 s ago
+    gen.clock.advance(19)
+    await gen.pass_()
+    assert len(gen.runway.creates) == 1
+
+
 async def test_an_expired_claim_goes_back_to_pending(
     make_generator: Make, request_event: Any
 ) -> None:

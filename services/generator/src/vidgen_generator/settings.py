@@ -113,6 +113,13 @@ class GeneratorSettings(ServiceSettings, FairShareSettings):
     submit_poll_interval_s: float = Field(
         1.0, gt=0, description="longest sleep of the submission loop"
     )
+    sweep_interval_s: float = Field(
+        1.0,
+        ge=0,
+        description="longest time between two sweeps of the submission loop (expired claims, "
+        "abandoned intents, late cancels); a pass woken by a task's end in between claims at "
+        "once, without them",
+    )
     stall_warn_s: float = Field(
         600.0,
         gt=0,

@@ -2,12 +2,13 @@
 
 Each pass (every replica runs one, ``run`` until ``stop``):
 
-1. **sweep**: claims whose lease ran out go back to ``pending`` (no create was sent for
-   them); intents whose owner stopped heart-beating (``instance_dead_after_s`` by the
-   database's clock, see :mod:`vidgen_generator.liveness`), this replica's own intents that no
-   create in flight stands for, and any intent older than ``intent_stale_s`` follow
-   ``unknown_submission_policy`` (see :mod:`vidgen_generator.creator`); late tasks whose
-   cancel failed are tried again.
+1. **sweep** (at most every ``sweep_interval_s``, so a pass woken by a task's end claims the
+   freed slot without these round trips first): claims whose lease ran out go back to
+   ``pending`` (no create was sent for them); intents whose owner stopped heart-beating
+   (``instance_dead_after_s`` by the database's clock, see :mod:`vidgen_generator.liveness`),
+   this replica's own intents that no create in flight stands for, and any intent older
+   than ``intent_stale_s`` follow ``unknown_submission_policy`` (see
+   :mod:`vidgen_generator.creator`); late tasks whose cancel failed are tried again.
 2. **claim**: the rows held for Runway's daily cap or the organisation's credits are set
    (:mod:`vidgen_generator.holds`: ``GenerationWaiting`` when a row's reason changes); then due
    ``pending`` rows not held, in the fair order of :func:`vidgen_generator.store.due`
@@ -99,6 +100,7 @@ class Submitter:
         self._stall_logged: dict[tuple[str, int], datetime] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._heartbeat_stop = asyncio.Event()
+        self._swept_at: datetime | None = None  # when the last sweep began
         spec: WorkSpec[Submission] = WorkSpec(
             name="submission",
             claim=self._claim,
@@ -108,7 +110,7 @@ class Submitter:
             describe=lambda row: f"submission of {row.generation_id}/{row.attempt}",
             span_name="submit to runway",
             span_attributes=_span_attributes,
-            before_claim=self.sweep,
+            before_claim=self._sweep_when_due,
             after_claim=lambda: self._report_waiting(self._clock()),
             after_drain=self._retire,
             draining_log="stopping: waiting for %d creates in flight and their recording",
@@ -176,6 +178,14 @@ class Submitter:
         return min([due, *self._caps.values()] if due else self._caps.values(), default=None)
 
     # -- sweep and claim -----------------------------------------------------------------------
+
+    async def _sweep_when_due(self) -> None:
+        at = self._clock()
+        since = None if self._swept_at is None else (at - self._swept_at).total_seconds()
+        if since is not None and 0 <= since < self._s.sweep_interval_s:
+            return
+        self._swept_at = at  # also when it fails: the next try is a sweep interval away
+        await self.sweep()
 
     async def sweep(self) -> None:
         now = self._clock()

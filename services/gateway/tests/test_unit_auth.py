@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -120,3 +121,30 @@ async def test_jwks_verification(idp: tuple[str, Any]) -> None:
     # an HS256 token signed with anything is not accepted by a JWKS verifier
     with pytest.raises(Unauthorized):
         await verifier.user_id(jwt.encode(claims, SECRET, "HS256", headers={"kid": "k1"}))
+
+
+async def test_a_token_accepted_once_is_not_checked_again_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a client sends one token with every request: its signature is checked once, and the
+    # cache never lets it past its exp
+    settings = GatewaySettings(env="test", jwt_secret=SECRET, jwt_leeway_s=0)  # type: ignore[arg-type]
+    verifier = build_verifier(settings)
+    checks: list[str] = []
+    decode = jwt.decode
+
+    def counted(token: str, *args: Any, **kwargs: Any) -> Any:
+        checks.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+    exp = int(time.time()) + 2
+    token = jwt.encode({"sub": "alice", "exp": exp}, SECRET, "HS256")
+    assert [await verifier.user_id(token) for _ in range(3)] == ["alice"] * 3
+    assert checks == [token]
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(Unauthorized):
+        await verifier.user_id(forged)  # another string: checked, and refused
+    await asyncio.sleep(max(0.0, exp - time.time()) + 0.05)  # past its exp
+    with pytest.raises(Unauthorized, match="expired"):
+        await verifier.user_id(token)

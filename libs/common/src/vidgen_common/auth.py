@@ -13,11 +13,20 @@ it); two verifiers implement :class:`TokenVerifier`:
 
 Both require ``sub`` and ``exp`` and reject anything else with :class:`TokenRejected`,
 which each service turns into its own 401 answer.
+
+A client sends the same token with every request until it expires, so both remember the
+tokens they accepted (:class:`_Accepted`: at most ``_CACHE_MAX`` of them, each for at most
+``_CACHE_TTL_S``): a token seen again is the exact same string, already verified, and is
+accepted again without the signature check as long as its ``exp`` (and ``nbf``) still admit
+it, by the same leeway. The TTL bounds how long a key removed from the JWKS still admits the
+tokens it signed (PyJWT caches the keys themselves for ten minutes anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +38,8 @@ from vidgen_common import devtokens
 from vidgen_common.errors import ConfigurationError
 
 _ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
+_CACHE_MAX = 10_000
+_CACHE_TTL_S = 300.0
 
 
 class TokenRejected(Exception):
@@ -91,6 +102,44 @@ class TokenVerifier(Protocol):
     async def principal(self, token: str) -> Principal: ...
 
 
+@dataclass(frozen=True)
+class _Entry:
+    principal: Principal
+    until: float  # exp + leeway, or the TTL's end if sooner (epoch seconds)
+    since: float  # nbf - leeway (epoch seconds)
+
+
+class _Accepted:
+    """Tokens verified lately, by their exact string (see the module doc)."""
+
+    def __init__(self, leeway_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._leeway = leeway_s
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+
+    def get(self, token: str) -> Principal | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        now = self._clock()
+        if not entry.since <= now < entry.until:
+            del self._entries[token]  # verified again in full: its error says why
+            return None
+        return entry.principal
+
+    def put(self, token: str, claims: dict[str, Any], principal: Principal) -> None:
+        now = self._clock()
+        try:
+            exp = float(claims["exp"])
+            nbf = float(claims.get("nbf", now - self._leeway))
+        except (TypeError, ValueError):
+            return
+        if len(self._entries) >= _CACHE_MAX:
+            self._entries.clear()
+        until = min(exp + self._leeway, now + _CACHE_TTL_S)
+        self._entries[token] = _Entry(principal, until, nbf - self._leeway)
+
+
 def _roles(claims: dict[str, Any], claim: str) -> frozenset[str]:
     value = claims.get(claim)
     if isinstance(value, str):
@@ -116,11 +165,15 @@ class SecretVerifier:
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_s
         self._roles_claim = settings.jwt_roles_claim
+        self._accepted = _Accepted(self._leeway)
 
     async def user_id(self, token: str) -> str:
         return (await self.principal(token)).user_id
 
     async def principal(self, token: str) -> Principal:
+        known = self._accepted.get(token)
+        if known is not None:
+            return known
         try:
             claims = jwt.decode(
                 token,
@@ -133,7 +186,9 @@ class SecretVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenRejected(f"The token was rejected: {exc}") from exc
-        return Principal(_subject(claims), _roles(claims, self._roles_claim))
+        found = Principal(_subject(claims), _roles(claims, self._roles_claim))
+        self._accepted.put(token, claims, found)
+        return found
 
 
 class JwksVerifier:
@@ -147,11 +202,15 @@ class JwksVerifier:
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_s
         self._roles_claim = settings.jwt_roles_claim
+        self._accepted = _Accepted(self._leeway)
 
     async def user_id(self, token: str) -> str:
         return (await self.principal(token)).user_id
 
     async def principal(self, token: str) -> Principal:
+        known = self._accepted.get(token)
+        if known is not None:
+            return known
         try:
             # PyJWKClient fetches over blocking HTTP (cached): keep it off the event loop.
             key = await asyncio.to_thread(self._client.get_signing_key_from_jwt, token)
@@ -166,7 +225,9 @@ class JwksVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenRejected(f"The token was rejected: {exc}") from exc
-        return Principal(_subject(claims), _roles(claims, self._roles_claim))
+        found = Principal(_subject(claims), _roles(claims, self._roles_claim))
+        self._accepted.put(token, claims, found)
+        return found
 
 
 def build_verifier(settings: JwtSettings) -> TokenVerifier:

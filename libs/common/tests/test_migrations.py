@@ -11,7 +11,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from vidgen_common.migrations import COMMON_MIGRATIONS, load_migrations, migrate, split_sql
+from vidgen_common.migrations import (
+    COMMON_MIGRATIONS,
+    Migration,
+    load_migrations,
+    migrate,
+    split_sql,
+)
 from vidgen_testing import unique
 
 
@@ -110,6 +116,18 @@ _BODY_INDEX = (
 )
 
 
+def _notes_then_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[tuple[Migration, ...], tuple[Migration, ...]]:
+    """The table alone, and the table then its ``concurrently`` index migration."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = load_migrations(_package(tmp_path, {"0001_notes.sql": _NOTES}), "demo")
+    both = load_migrations(
+        _package(tmp_path, {"0001_notes.sql": _NOTES, "0002_body.sql": _BODY_INDEX}), "demo"
+    )
+    return first, both
+
+
 async def _index_valid(engine: AsyncEngine, name: str) -> bool | None:
     async with engine.connect() as conn:
         found = await conn.execute(
@@ -148,12 +166,8 @@ async def test_writes_go_on_while_a_concurrently_migration_builds_its_index(
     """A transaction writing to the table stays open while the next migration builds an index
     on it: the build waits for it, and meanwhile other writes are not blocked (a plain
     CREATE INDEX would hold them all until it ends)."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    first = load_migrations(_package(tmp_path, {"0001_notes.sql": _NOTES}), "demo")
+    first, both = _notes_then_index(tmp_path, monkeypatch)
     assert await migrate(engine, db_schema, first)
-    both = load_migrations(
-        _package(tmp_path, {"0001_notes.sql": _NOTES, "0002_body.sql": _BODY_INDEX}), "demo"
-    )
     async with engine.connect() as holder:
         await holder.execute(text("INSERT INTO notes VALUES (1, 'one')"))  # left open
         build = asyncio.create_task(migrate(engine, db_schema, both))
@@ -183,8 +197,7 @@ async def test_writes_go_on_while_a_concurrently_migration_builds_its_index(
 async def test_an_index_left_invalid_by_a_build_cut_short_is_built_again(
     engine: AsyncEngine, db_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    first = load_migrations(_package(tmp_path, {"0001_notes.sql": _NOTES}), "demo")
+    first, both = _notes_then_index(tmp_path, monkeypatch)
     assert await migrate(engine, db_schema, first)
     async with engine.connect() as conn:
         await conn.execute(text("INSERT INTO notes VALUES (1, 'same'), (2, 'same')"))
@@ -195,9 +208,6 @@ async def test_an_index_left_invalid_by_a_build_cut_short_is_built_again(
     assert await _index_valid(engine, "notes_body") is False
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM notes WHERE id = 2"))
-    both = load_migrations(
-        _package(tmp_path, {"0001_notes.sql": _NOTES, "0002_body.sql": _BODY_INDEX}), "demo"
-    )
     assert await migrate(engine, db_schema, both) == ["demo:2 notes by body"]
     assert await _index_valid(engine, "notes_body") is True
 
@@ -206,10 +216,7 @@ async def test_an_index_left_invalid_by_a_build_cut_short_is_built_again(
 async def test_replicas_starting_together_build_a_concurrently_index_once(
     engine: AsyncEngine, db_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    both = load_migrations(
-        _package(tmp_path, {"0001_notes.sql": _NOTES, "0002_body.sql": _BODY_INDEX}), "demo"
-    )
+    _, both = _notes_then_index(tmp_path, monkeypatch)
     results = await asyncio.gather(*(migrate(engine, db_schema, both) for _ in range(3)))
     assert sorted(results) == [[], [], ["demo:1 notes", "demo:2 notes by body"]]
     assert await _index_valid(engine, "notes_body") is True

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -112,32 +111,27 @@ class _Entry:
 class _Accepted:
     """Tokens verified lately, by their exact string (see the module doc)."""
 
-    def __init__(self, leeway_s: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, leeway_s: float) -> None:
         self._leeway = leeway_s
-        self._clock = clock
         self._entries: dict[str, _Entry] = {}
 
     def get(self, token: str) -> Principal | None:
         entry = self._entries.get(token)
         if entry is None:
             return None
-        now = self._clock()
-        if not entry.since <= now < entry.until:
+        if not entry.since <= time.time() < entry.until:
             del self._entries[token]  # verified again in full: its error says why
             return None
         return entry.principal
 
     def put(self, token: str, claims: dict[str, Any], principal: Principal) -> None:
-        now = self._clock()
-        try:
-            exp = float(claims["exp"])
-            nbf = float(claims.get("nbf", now - self._leeway))
-        except (TypeError, ValueError):
-            return
+        """``claims`` as PyJWT returned them: ``exp`` (required) and ``nbf`` are numbers."""
+        now = time.time()
         if len(self._entries) >= _CACHE_MAX:
             self._entries.clear()
-        until = min(exp + self._leeway, now + _CACHE_TTL_S)
-        self._entries[token] = _Entry(principal, until, nbf - self._leeway)
+        until = min(claims["exp"] + self._leeway, now + _CACHE_TTL_S)
+        since = claims.get("nbf", now) - self._leeway
+        self._entries[token] = _Entry(principal, until, since)
 
 
 def _roles(claims: dict[str, Any], claim: str) -> frozenset[str]:
@@ -156,11 +150,11 @@ def _subject(claims: dict[str, Any]) -> str:
     return sub
 
 
-class SecretVerifier:
-    """HS256 tokens signed with the configured secret (development and tests)."""
+class _Verifier:
+    """What both verifiers share: the claims' checks after the signature, and the tokens
+    accepted lately (:class:`_Accepted`). A subclass verifies the signature (:meth:`_claims`)."""
 
     def __init__(self, settings: JwtSettings) -> None:
-        self._secret = settings.jwt_secret.get_secret_value()
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_s
@@ -175,59 +169,59 @@ class SecretVerifier:
         if known is not None:
             return known
         try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                issuer=self._issuer,
-                audience=self._audience,
-                leeway=self._leeway,
-                options={"require": ["sub", "exp"]},
-            )
+            claims = await self._claims(token)
         except jwt.PyJWTError as exc:
             raise TokenRejected(f"The token was rejected: {exc}") from exc
         found = Principal(_subject(claims), _roles(claims, self._roles_claim))
         self._accepted.put(token, claims, found)
         return found
 
+    async def _claims(self, token: str) -> dict[str, Any]:
+        raise NotImplementedError
 
-class JwksVerifier:
+
+class SecretVerifier(_Verifier):
+    """HS256 tokens signed with the configured secret (development and tests)."""
+
+    def __init__(self, settings: JwtSettings) -> None:
+        super().__init__(settings)
+        self._secret = settings.jwt_secret.get_secret_value()
+
+    async def _claims(self, token: str) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self._secret,
+            algorithms=["HS256"],
+            issuer=self._issuer,
+            audience=self._audience,
+            leeway=self._leeway,
+            options={"require": ["sub", "exp"]},
+        )
+        return claims
+
+
+class JwksVerifier(_Verifier):
     """Tokens signed by an identity provider whose keys are published as a JWKS."""
 
     def __init__(self, settings: JwtSettings) -> None:
         if not (settings.jwt_jwks_url and settings.jwt_issuer and settings.jwt_audience):
             raise ValueError("JWKS verification needs a URL, an issuer and an audience")
+        super().__init__(settings)
         self._client = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=600)
-        self._issuer = settings.jwt_issuer
-        self._audience = settings.jwt_audience
-        self._leeway = settings.jwt_leeway_s
-        self._roles_claim = settings.jwt_roles_claim
-        self._accepted = _Accepted(self._leeway)
 
-    async def user_id(self, token: str) -> str:
-        return (await self.principal(token)).user_id
-
-    async def principal(self, token: str) -> Principal:
-        known = self._accepted.get(token)
-        if known is not None:
-            return known
-        try:
-            # PyJWKClient fetches over blocking HTTP (cached): keep it off the event loop.
-            key = await asyncio.to_thread(self._client.get_signing_key_from_jwt, token)
-            claims = jwt.decode(
-                token,
-                key.key,
-                algorithms=_ASYMMETRIC,
-                issuer=self._issuer,
-                audience=self._audience,
-                leeway=self._leeway,
-                options={"require": ["sub", "exp", "iss", "aud"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise TokenRejected(f"The token was rejected: {exc}") from exc
-        found = Principal(_subject(claims), _roles(claims, self._roles_claim))
-        self._accepted.put(token, claims, found)
-        return found
+    async def _claims(self, token: str) -> dict[str, Any]:
+        # PyJWKClient fetches over blocking HTTP (cached): keep it off the event loop.
+        key = await asyncio.to_thread(self._client.get_signing_key_from_jwt, token)
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key.key,
+            algorithms=_ASYMMETRIC,
+            issuer=self._issuer,
+            audience=self._audience,
+            leeway=self._leeway,
+            options={"require": ["sub", "exp", "iss", "aud"]},
+        )
+        return claims
 
 
 def build_verifier(settings: JwtSettings) -> TokenVerifier:

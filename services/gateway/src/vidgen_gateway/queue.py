@@ -91,7 +91,8 @@ _SLOTS = text("SELECT slots FROM model_capacity WHERE model = :m")
 # The hold of :meth:`Queue._hold`, for a batch (ids sorted: row locks always in one order).
 # It applies unless the estimate is shown for a cause that moves it back (``free``) or its
 # place grew; then each time is the earlier of the one found and the one shown before plus
-# the time since (the same time left as then). A started generation's start is the real one.
+# the time since (the same time left as then). A started generation (position 0) has its real
+# start, not held.
 _SINCE = "GREATEST(interval '0', EXCLUDED.shown_at - s.shown_at)"
 _HELD = "(NOT EXCLUDED.free AND EXCLUDED.position <= s.position)"
 _DONE = (
@@ -102,18 +103,17 @@ _HOLD = text(
     f"""WITH gone AS (
         DELETE FROM shown_estimates WHERE generation_id = ANY(CAST(:drop AS text[])))
     INSERT INTO shown_estimates AS s
-        (generation_id, shown_at, position, free, started, start_at, done_at, done90_at)
-    SELECT g, CAST(:now AS timestamptz), p, fr, st, a, d, d9
+        (generation_id, shown_at, position, free, start_at, done_at, done90_at)
+    SELECT g, CAST(:now AS timestamptz), p, fr, a, d, d9
     FROM unnest(CAST(:ids AS text[]), CAST(:pos AS int[]), CAST(:free AS boolean[]),
-                CAST(:started AS boolean[]), CAST(:starts AS timestamptz[]),
-                CAST(:dones AS timestamptz[]), CAST(:done90s AS timestamptz[]))
-        AS f(g, p, fr, st, a, d, d9)
+                CAST(:starts AS timestamptz[]), CAST(:dones AS timestamptz[]),
+                CAST(:done90s AS timestamptz[]))
+        AS f(g, p, fr, a, d, d9)
     ORDER BY g
     ON CONFLICT (generation_id) DO UPDATE SET
         shown_at = EXCLUDED.shown_at, position = EXCLUDED.position, free = EXCLUDED.free,
-        started = EXCLUDED.started,
         start_at = CASE
-            WHEN {_HELD} AND NOT EXCLUDED.started AND s.start_at IS NOT NULL
+            WHEN {_HELD} AND EXCLUDED.position > 0 AND s.start_at IS NOT NULL
             THEN LEAST(EXCLUDED.start_at, s.start_at + {_SINCE})
             ELSE EXCLUDED.start_at END,
         done_at = {_DONE},
@@ -304,10 +304,6 @@ class Queue:
             "ids": shown,
             "pos": [found[g].queue_position or 0 for g in shown],
             "free": [found[g].queue_reason in _MOVES_BACK for g in shown],
-            "started": [
-                found[g].queue_position is None and found[g].estimated_start_at is not None
-                for g in shown
-            ],
             "starts": [found[g].estimated_start_at for g in shown],
             "dones": [found[g].estimated_completion_at for g in shown],
             "done90s": [found[g].estimated_completion_p90_at for g in shown],

@@ -7,9 +7,8 @@
 CREATE UNLOGGED TABLE shown_estimates (
     generation_id text PRIMARY KEY,
     shown_at timestamptz NOT NULL,
-    position int NOT NULL,             -- queuePosition shown (0 once started)
+    position int NOT NULL,             -- queuePosition shown (0 once started: a real start)
     free boolean NOT NULL,             -- shown for a cause that may move it back (cap, credits)
-    started boolean NOT NULL,          -- its start is the real one, not an estimate
     start_at timestamptz,
     done_at timestamptz NOT NULL,
     done90_at timestamptz

@@ -17,6 +17,8 @@ from runway_sim.settings import Settings as SimSettings
 from runway_sim.testing import AsyncSimHandle, async_simulator, fast_scenario
 from runway_sim.testkit import png_bytes
 from vidgen_common.events import GenerationCancelRequested
+from vidgen_generator import store
+from vidgen_generator.holds import PRICES
 from vidgen_generator.runway import SdkRunwayClient
 from vidgen_runway.sdk import create_client
 from vidgen_runway.settings import RunwaySettings
@@ -133,6 +135,39 @@ async def test_the_daily_cap_holds_the_model_until_its_window_passes(
     ]
     assert _waiting(gen, "daily_cap_reached") == 0
     assert _creates(await sim.counters()) == {"200": 2}
+
+
+async def test_a_pass_that_read_the_caps_before_a_refusal_keeps_that_row_held(
+    on_sim: Any, sim: AsyncSimHandle, request_event: Any
+) -> None:
+    """A claim pass reads the held rows, then sets every row's reason in a later statement. A
+    create refused for the cap in between commits its hold after the first read and before the
+    second: that pass must not take the row for one released (a ``waiting_for_capacity`` the
+    user would be told, and the cap forgotten by every replica)."""
+    await sim.set_scenario({"org": {"models": {"gen4_turbo": {"max_daily": 0}}}})
+    gen = on_sim()
+    await _request(gen, request_event, "g1")
+    assert await gen.pass_() == 1  # sent, refused for the cap: held
+    assert _creates(await sim.counters()) == {"429": 1}
+    [(_, reason, told)] = await _waits(gen)
+    assert reason == "daily_cap_reached"
+    async with gen.sessions() as session:  # what that pass does with the caps it read before
+        changes = await store.sync_holds(
+            session, gen.clock.now, caps={}, available=None, prices=PRICES, every_row=False
+        )
+        await session.commit()
+    assert changes == []
+    [g1] = await gen.rows()
+    assert (g1["wait_reason"], g1["wait_until"]) == ("daily_cap_reached", _at(told))
+    gen.clock.advance(60)
+    assert await gen.pass_() == 0
+    assert len(await _waits(gen)) == 1
+    assert _creates(await sim.counters()) == {"429": 1}
+
+
+def _at(told: str | None) -> datetime:
+    assert told is not None
+    return datetime.fromisoformat(told)
 
 
 async def test_the_organizations_daily_usage_caps_a_model_before_any_create(

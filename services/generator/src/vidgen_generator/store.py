@@ -590,9 +590,11 @@ class WaitChange:
     until: datetime | None
 
 
-# Each pending row's wanted reason: its model at the daily cap (until then); a refusal for
-# credits with a recheck time (credits not watched) until that time; a cost the credits left do
-# not cover; else, after one of those holds, waiting_for_capacity. Rows a handler holds locked
+# Each pending row's wanted reason: its model at the daily cap (until then); a hold whose until
+# is still ahead (a refusal for the cap, or for credits with a recheck time when the credits are
+# not watched), kept as it is, so a pass whose caps were read before a refusal committed its hold
+# does not release that row; a cost the credits left do not cover; else, after one of those
+# holds, waiting_for_capacity. Rows a handler holds locked
 # are skipped (done at the next pass). Only rows whose reason or until changes are written.
 _SYNC = """
 WITH caps (model, until) AS (
@@ -607,8 +609,8 @@ WITH caps (model, until) AS (
     CROSS JOIN LATERAL (SELECT
         CASE
             WHEN c.model IS NOT NULL THEN 'daily_cap_reached'
-            WHEN s.wait_reason = 'organization_out_of_credits' AND s.wait_until > :now
-                THEN s.wait_reason
+            WHEN s.wait_reason IN ('daily_cap_reached', 'organization_out_of_credits')
+                 AND s.wait_until > :now THEN s.wait_reason
             WHEN coalesce(s.estimated_cost_credits, p.per_s * s.duration)
                  > CAST(:available AS bigint) THEN 'organization_out_of_credits'
             WHEN s.wait_reason IN ('daily_cap_reached', 'organization_out_of_credits')
@@ -617,8 +619,8 @@ WITH caps (model, until) AS (
         END AS reason,
         CASE
             WHEN c.model IS NOT NULL THEN c.until
-            WHEN s.wait_reason = 'organization_out_of_credits' AND s.wait_until > :now
-                THEN s.wait_until
+            WHEN s.wait_reason IN ('daily_cap_reached', 'organization_out_of_credits')
+                 AND s.wait_until > :now THEN s.wait_until
         END AS until
     ) w
     WHERE s.state = 'pending' AND ({scope})
